@@ -1,0 +1,338 @@
+/**
+ * The typed errors of effect-actor-rpc. Every class is a `Schema.TaggedError`, so each one can cross the wire
+ * unchanged, and every message says what failed, where (endpoint, method, address) and what to do about it.
+ *
+ * @since 0.1.0
+ */
+import { hasProperty } from "effect/Predicate"
+import * as Schema from "effect/Schema"
+
+const TypeId = "~effect-actor-rpc/RpcError"
+
+/**
+ * Marks every error of this module, for `isRpcError`.
+ *
+ * @since 0.1.0
+ */
+export type TypeId = typeof TypeId
+
+const where = (address: string, method?: string | undefined) =>
+  method === undefined ? `at ${address}` : `${method} at ${address}`
+
+/**
+ * An ask reached an endpoint that has not been started yet (`server.start` was not called).
+ *
+ * @since 0.1.0
+ */
+export class EndpointNotStartedError extends Schema.TaggedError<EndpointNotStartedError>()(
+  "EndpointNotStartedError",
+  {
+    address: Schema.String,
+    method: Schema.String
+  }
+) {
+  /** @since 0.1.0 */
+  readonly [TypeId] = TypeId
+
+  override get message(): string {
+    return `Cannot serve ${where(this.address, this.method)}: the endpoint has not been started. ` +
+      `Call start on its server handle (or provide it with RpcEndpoint.layer) before calling it.`
+  }
+}
+
+/**
+ * The recipient of a call cannot be reached: the endpoint has terminated, is terminating, or its service is gone.
+ *
+ * @since 0.1.0
+ */
+export class RecipientUnreachableError extends Schema.TaggedError<RecipientUnreachableError>()(
+  "RecipientUnreachableError",
+  {
+    address: Schema.String,
+    method: Schema.String,
+    reason: Schema.String
+  }
+) {
+  /** @since 0.1.0 */
+  readonly [TypeId] = TypeId
+
+  override get message(): string {
+    return `Could not deliver ${where(this.address, this.method)}: ${this.reason}. ` +
+      `Reconnect once the endpoint is running again, or treat the recipient as gone.`
+  }
+}
+
+/**
+ * An ask (or a `callAsync`) did not complete within its timeout. The call may still run on the recipient.
+ *
+ * @since 0.1.0
+ */
+export class RpcTimeoutError extends Schema.TaggedError<RpcTimeoutError>()("RpcTimeoutError", {
+  address: Schema.String,
+  method: Schema.String,
+  timeoutMillis: Schema.Number,
+  callSite: Schema.optional(Schema.String)
+}) {
+  /** @since 0.1.0 */
+  readonly [TypeId] = TypeId
+
+  override get message(): string {
+    const site = this.callSite === undefined ? "" : `\nCalled ${this.callSite}`
+    return `Call ${where(this.address, this.method)} timed out after ${this.timeoutMillis} ms. ` +
+      `The recipient may be overloaded or blocked on its main thread; raise the timeout for this method ` +
+      `(per call, per method, or RpcConfig.askTimeout) or check the recipient.${site}`
+  }
+}
+
+/**
+ * A fenced endpoint rejected a message: its token is not set, the message carried none, or the two differ.
+ *
+ * @since 0.1.0
+ */
+export class FencingTokenError extends Schema.TaggedError<FencingTokenError>()("FencingTokenError", {
+  address: Schema.String,
+  method: Schema.String,
+  reason: Schema.Literals(["NotSet", "Missing", "Mismatch"]),
+  expected: Schema.optional(Schema.String),
+  received: Schema.optional(Schema.String)
+}) {
+  /** @since 0.1.0 */
+  readonly [TypeId] = TypeId
+
+  override get message(): string {
+    switch (this.reason) {
+      case "NotSet":
+        return `Fencing token not set: ${where(this.address, this.method)} ignored a message carrying token ` +
+          `${this.received ?? "<none>"} because the endpoint has no fencing token yet. ` +
+          `Retry once the endpoint has been granted leadership.`
+      case "Missing":
+        return `Unfenced message rejected: ${where(this.address, this.method)} is a fenced endpoint ` +
+          `(current token ${this.expected ?? "<not set>"}); connect with RpcService.connectFenced and a token.`
+      case "Mismatch":
+        return `Fencing token mismatch: ${where(this.address, this.method)} ignored a message with token ` +
+          `${this.received ?? "<none>"} because the expected fencing token is ${this.expected ?? "<not set>"}. ` +
+          `The sender is talking to a former leader; look up the current leader and reconnect.`
+    }
+  }
+}
+
+/**
+ * Why a connection to an address could not be established.
+ *
+ * @since 0.1.0
+ */
+export const ConnectionFailureReason = Schema.Literals([
+  "InvalidAddress",
+  "UnknownService",
+  "UnknownEndpoint",
+  "GatewayNotServed",
+  "GatewayMismatch",
+  "VersionMismatch",
+  "Unreachable",
+  "Untrusted"
+])
+
+/**
+ * @since 0.1.0
+ */
+export type ConnectionFailureReason = typeof ConnectionFailureReason.Type
+
+/**
+ * Connecting to an address failed at once, with the reason.
+ *
+ * @since 0.1.0
+ */
+export class RpcConnectionError extends Schema.TaggedError<RpcConnectionError>()("RpcConnectionError", {
+  address: Schema.String,
+  gateway: Schema.String,
+  reason: ConnectionFailureReason,
+  detail: Schema.String
+}) {
+  /** @since 0.1.0 */
+  readonly [TypeId] = TypeId
+
+  override get message(): string {
+    return `Could not connect gateway ${this.gateway} to ${this.address} (${this.reason}): ${this.detail}`
+  }
+}
+
+/**
+ * The RpcService has been shut down (or is shutting down) and takes no more work.
+ *
+ * @since 0.1.0
+ */
+export class RpcServiceStoppedError extends Schema.TaggedError<RpcServiceStoppedError>()(
+  "RpcServiceStoppedError",
+  {
+    service: Schema.String,
+    operation: Schema.String
+  }
+) {
+  /** @since 0.1.0 */
+  readonly [TypeId] = TypeId
+
+  override get message(): string {
+    return `RpcService ${this.service} is stopped: cannot ${this.operation}. ` +
+      `Use a service whose Layer is still open, or build a new one.`
+  }
+}
+
+/**
+ * An endpoint with this id is still live on the service.
+ *
+ * @since 0.1.0
+ */
+export class EndpointIdInUseError extends Schema.TaggedError<EndpointIdInUseError>()("EndpointIdInUseError", {
+  service: Schema.String,
+  endpointId: Schema.String
+}) {
+  /** @since 0.1.0 */
+  readonly [TypeId] = TypeId
+
+  override get message(): string {
+    return `Endpoint id "${this.endpointId}" is already in use on RpcService ${this.service}. ` +
+      `Pick another id, omit it to get a generated one, or wait for the old endpoint's termination.`
+  }
+}
+
+/**
+ * A message is larger than `RpcConfig.maximumFrameSize`.
+ *
+ * @since 0.1.0
+ */
+export class FrameTooLargeError extends Schema.TaggedError<FrameTooLargeError>()("FrameTooLargeError", {
+  address: Schema.String,
+  method: Schema.String,
+  direction: Schema.Literals(["request", "response"]),
+  size: Schema.Number,
+  limit: Schema.Number
+}) {
+  /** @since 0.1.0 */
+  readonly [TypeId] = TypeId
+
+  override get message(): string {
+    return `The ${this.direction} of ${where(this.address, this.method)} is ${this.size} bytes, over the ` +
+      `maximum frame size of ${this.limit} bytes. Send less per call or raise RpcConfig.maximumFrameSize ` +
+      `on both sides.`
+  }
+}
+
+/**
+ * A handler died (threw, or failed with a defect) while serving a call.
+ *
+ * @since 0.1.0
+ */
+export class RemoteDefectError extends Schema.TaggedError<RemoteDefectError>()("RemoteDefectError", {
+  address: Schema.String,
+  method: Schema.String,
+  defect: Schema.String
+}) {
+  /** @since 0.1.0 */
+  readonly [TypeId] = TypeId
+
+  override get message(): string {
+    return `The handler of ${where(this.address, this.method)} died: ${this.defect}. ` +
+      `This is a bug in the endpoint; the endpoint keeps serving other calls.`
+  }
+}
+
+/**
+ * An endpoint's `onStart` failed, so the endpoint terminated; its termination fails with this error.
+ *
+ * @since 0.1.0
+ */
+export class EndpointStartError extends Schema.TaggedError<EndpointStartError>()("EndpointStartError", {
+  address: Schema.String,
+  cause: Schema.Defect()
+}) {
+  /** @since 0.1.0 */
+  readonly [TypeId] = TypeId
+
+  override get message(): string {
+    return `Could not start the endpoint at ${this.address}: onStart failed with ${describe(this.cause)}. ` +
+      `The endpoint has terminated; fix the cause and start a new one.`
+  }
+}
+
+/**
+ * Code that must run on an endpoint's main thread ran somewhere else (raised as a defect).
+ *
+ * @since 0.1.0
+ */
+export class MainThreadViolationError extends Schema.TaggedError<MainThreadViolationError>()(
+  "MainThreadViolationError",
+  {
+    address: Schema.String
+  }
+) {
+  /** @since 0.1.0 */
+  readonly [TypeId] = TypeId
+
+  override get message(): string {
+    return `Code that must run on the main thread of ${this.address} ran on another fiber. ` +
+      `Re-enter the endpoint with runAsync / callAsync instead of touching its state directly.`
+  }
+}
+
+/**
+ * The errors any call through a gateway client can fail with, besides the method's own failure.
+ *
+ * @since 0.1.0
+ */
+export type RpcCallError =
+  | EndpointNotStartedError
+  | RecipientUnreachableError
+  | RpcTimeoutError
+  | FencingTokenError
+  | RpcServiceStoppedError
+  | FrameTooLargeError
+  | RemoteDefectError
+
+/**
+ * Every error of this module.
+ *
+ * @since 0.1.0
+ */
+export type RpcError =
+  | RpcCallError
+  | RpcConnectionError
+  | EndpointIdInUseError
+  | EndpointStartError
+  | MainThreadViolationError
+
+/**
+ * The Schema of every error a call can fail with besides the method's own failure (what crosses the wire).
+ *
+ * @since 0.1.0
+ */
+export const RpcCallError = Schema.Union([
+  EndpointNotStartedError,
+  RecipientUnreachableError,
+  RpcTimeoutError,
+  FencingTokenError,
+  RpcServiceStoppedError,
+  FrameTooLargeError,
+  RemoteDefectError
+])
+
+/**
+ * Is this one of the errors of this module?
+ *
+ * @since 0.1.0
+ */
+export const isRpcError = (u: unknown): u is RpcError => hasProperty(u, TypeId)
+
+/**
+ * Renders an unknown defect for an error message: its message when it is an Error, else its string form.
+ *
+ * @since 0.1.0
+ */
+export const describe = (defect: unknown): string => {
+  if (defect instanceof Error) return `${defect.name}: ${defect.message}`
+  if (typeof defect === "string") return defect
+  try {
+    return JSON.stringify(defect) ?? String(defect)
+  } catch {
+    return String(defect)
+  }
+}

@@ -1,0 +1,43 @@
+/**
+ * The handle that starting an endpoint gives back (Flink's `RpcServer`): its address, self gateway, and
+ * lifecycle controls.
+ *
+ * @since 0.1.0
+ */
+import type * as Effect from "effect/Effect"
+import type * as Option from "effect/Option"
+import type { EndpointStartError } from "./RpcError.js"
+import type * as RpcGateway from "./RpcGateway.js"
+
+/**
+ * A started endpoint's server handle.
+ *
+ * @since 0.1.0
+ */
+export interface RpcServer<Gs extends ReadonlyArray<RpcGateway.Any> = ReadonlyArray<RpcGateway.Any>, Token = never, EStop = unknown> {
+  /** The endpoint's id on its service. */
+  readonly endpointId: string
+  /** The endpoint's address. */
+  readonly address: string
+  /** A client of one of the endpoint's gateways, calling it directly (fenced: with its current token). */
+  readonly self: <G extends Gs[number]>(gateway: G) => RpcGateway.Client<G>
+  /** Starts processing messages (runs `onStart` on the main thread). Idempotent. */
+  readonly start: Effect.Effect<void>
+  /** Asks the endpoint to stop (runs `onStop` once); returns at once. Idempotent. */
+  readonly stop: Effect.Effect<void>
+  /** Stops the endpoint and waits for its termination. */
+  readonly terminate: Effect.Effect<void, EStop | EndpointStartError>
+  /** Completes when the endpoint has terminated; fails with the `onStop` failure or an `EndpointStartError`. */
+  readonly awaitTermination: Effect.Effect<void, EStop | EndpointStartError>
+  /** Has the endpoint terminated? */
+  readonly isTerminated: Effect.Effect<boolean>
+  /** The current fencing token (`None` for unfenced endpoints or while unset). */
+  readonly fencingToken: Effect.Effect<Option.Option<Token>>
+}
+
+/**
+ * Any server handle.
+ *
+ * @since 0.1.0
+ */
+export type Any = RpcServer<ReadonlyArray<RpcGateway.Any>, any, any>

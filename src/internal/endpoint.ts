@@ -1,0 +1,456 @@
+/**
+ * The runtime of one started endpoint: its lifecycle state machine, the envelopes its mailbox carries, fencing,
+ * and how handler outcomes become replies. Transports hand it invocations through `invoke`; the mailbox
+ * (./mailbox.ts) guarantees that everything here that touches endpoint state runs one message at a time.
+ */
+import * as Cause from "effect/Cause"
+import type * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Equal from "effect/Equal"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import {
+  describe,
+  EndpointNotStartedError,
+  EndpointStartError,
+  FencingTokenError,
+  MainThreadViolationError,
+  RecipientUnreachableError,
+  RemoteDefectError,
+  RpcTimeoutError
+} from "../RpcError.js"
+import type * as RpcEndpoint from "../RpcEndpoint.js"
+import { isLater } from "../RpcEndpoint.js"
+import type * as RpcGateway from "../RpcGateway.js"
+import * as Mailbox from "./mailbox.js"
+
+/** The token carried by a message sent without fencing (an unfenced client, or unfenced self-work). */
+export const NoToken: unique symbol = Symbol.for("effect-actor-rpc/NoToken")
+
+/** How a reply reaches its caller: called once with the outcome. */
+export type Resume = (exit: Exit.Exit<unknown, unknown>) => void
+
+/** A method invocation, from a client or a transport. `resume` is present for asks and absent for tells. */
+export interface Invoke {
+  readonly _tag: "Invoke"
+  readonly gateway: string
+  readonly method: string
+  readonly payload: unknown
+  readonly token: unknown
+  readonly resume: Resume | undefined
+}
+
+/** Work re-entering the main thread: runAsync, scheduled runs (no `resume`) and callAsync (with `resume`). */
+interface Run {
+  readonly _tag: "Run"
+  readonly effect: Effect.Effect<unknown, unknown>
+  readonly token: unknown
+  readonly resume: Resume | undefined
+}
+
+interface Control {
+  readonly _tag: "Start" | "Stop"
+}
+
+type Envelope = Invoke | Run | Control
+
+const START: Control = { _tag: "Start" }
+const STOP: Control = { _tag: "Stop" }
+
+type State = "created" | "started" | "stopping" | "terminated"
+
+/** What the runtime needs from its service. */
+export interface Host {
+  readonly address: (endpointId: string) => string
+  readonly throughput: number
+  /** Called once the endpoint has terminated, before its termination completes: frees the id. */
+  readonly unregister: (runtime: EndpointRuntime) => void
+  /** Makes a self client of one of this endpoint's gateways. */
+  readonly selfClient: <G extends RpcGateway.Any>(runtime: EndpointRuntime, gateway: G) => RpcGateway.Client<G>
+}
+
+const unreachable = (address: string, method: string, reason: string) =>
+  Exit.fail(new RecipientUnreachableError({ address, method, reason }))
+
+/** The runtime of a started endpoint. */
+export class EndpointRuntime {
+  state: State = "created"
+  private stopRequested = false
+  private handlers: Record<string, (payload: unknown) => Effect.Effect<unknown, unknown>> = {}
+  private onStart: Effect.Effect<void, unknown> | undefined
+  private onStop: Effect.Effect<unknown, unknown> | undefined
+  private token: Option.Option<unknown>
+  private readonly tokenEquals: (a: unknown, b: unknown) => boolean
+  private readonly formatToken: (token: unknown) => string
+  readonly served: Map<string, RpcGateway.Any>
+  readonly mailbox: Mailbox.Mailbox<Envelope>
+  readonly address: string
+  readonly termination: Deferred.Deferred<void, unknown>
+  readonly main: RpcEndpoint.MainThread<any, any>
+
+  constructor(
+    readonly endpointId: string,
+    readonly definition: RpcEndpoint.Any,
+    readonly host: Host,
+    readonly context: Context.Context<never>,
+    readonly scope: Scope.Closeable
+  ) {
+    this.address = host.address(endpointId)
+    this.served = new Map(definition.gateways.map((gateway) => [gateway.name, gateway]))
+    const fencing = definition.fencing
+    this.token = fencing === undefined ? Option.none() : fencing.initial
+    if (fencing === undefined) {
+      this.tokenEquals = Equal.equals
+      this.formatToken = describe
+    } else {
+      const equivalence = Schema.toEquivalence(fencing.schema)
+      const encode = Schema.encodeUnknownOption(fencing.schema)
+      this.tokenEquals = (a, b) => a === b || equivalence(a, b)
+      this.formatToken = (token) =>
+        Option.match(encode(token), { onNone: () => describe(token), onSome: (encoded) => describe(encoded) })
+    }
+    this.termination = Deferred.makeUnsafe<void, unknown>()
+    this.mailbox = Mailbox.make({
+      process: (envelope: Envelope) => this.process(envelope),
+      context,
+      throughput: host.throughput
+    })
+    this.main = this.makeMainThread()
+  }
+
+  get fenced(): boolean {
+    return this.definition.fencing !== undefined
+  }
+
+  /** Installs what `init` returned. */
+  install(behaviour: RpcEndpoint.Behaviour<any, any>): void {
+    this.handlers = behaviour.handlers as any
+    this.onStart = behaviour.onStart
+    this.onStop = behaviour.onStop
+  }
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // Entry points (any fiber)
+  // ---------------------------------------------------------------------------------------------------------------
+
+  /** Delivers an invocation; an ask to a terminated endpoint is answered at once. */
+  invoke(invocation: Invoke): void {
+    if (!this.mailbox.offer(invocation) && invocation.resume !== undefined) {
+      invocation.resume(unreachable(this.address, qualified(invocation), "the endpoint has terminated"))
+    }
+  }
+
+  start(): void {
+    this.mailbox.offer(START)
+  }
+
+  requestStop(): void {
+    if (this.stopRequested) return
+    this.stopRequested = true
+    this.mailbox.offer(STOP)
+  }
+
+  currentToken(): unknown {
+    return Option.isSome(this.token) ? this.token.value : NoToken
+  }
+
+  /** The token self-work is stamped with: the current one for fenced endpoints, none otherwise. */
+  private selfToken(): unknown {
+    return this.fenced ? this.currentToken() : NoToken
+  }
+
+  private enqueueRun(effect: Effect.Effect<unknown, unknown>, token: unknown, resume: Resume | undefined): void {
+    const run: Run = { _tag: "Run", effect, token, resume }
+    if (!this.mailbox.offer(run) && resume !== undefined) {
+      resume(unreachable(this.address, "callAsync", "the endpoint has terminated"))
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // The main thread
+  // ---------------------------------------------------------------------------------------------------------------
+
+  private process(envelope: Envelope): Effect.Effect<void> {
+    switch (envelope._tag) {
+      case "Invoke":
+        return this.processInvoke(envelope)
+      case "Run":
+        return this.processRun(envelope)
+      case "Start":
+        return this.processStart()
+      case "Stop":
+        return this.processStop()
+    }
+  }
+
+  private processInvoke(invocation: Invoke): Effect.Effect<void> {
+    const method = qualified(invocation)
+    if (this.state === "created") {
+      if (invocation.resume !== undefined) {
+        invocation.resume(Exit.fail(new EndpointNotStartedError({ address: this.address, method })))
+        return Effect.void
+      }
+      return Effect.logWarning(`Discarding ${method}: the endpoint has not been started yet`).pipe(
+        Effect.annotateLogs({ endpoint: this.address })
+      )
+    }
+    const rejection = this.checkToken(invocation.token, method)
+    if (rejection !== undefined) {
+      if (invocation.resume !== undefined) {
+        invocation.resume(Exit.fail(rejection))
+        return Effect.void
+      }
+      return Effect.logWarning(`Discarding ${method}: ${rejection.message}`).pipe(
+        Effect.annotateLogs({ endpoint: this.address })
+      )
+    }
+    const handler = this.handlers[invocation.method]
+    if (handler === undefined) {
+      // Unreachable through a typed client; a transport guards against it with the handshake.
+      const exit = Exit.fail(
+        new RemoteDefectError({ address: this.address, method, defect: `no handler for method ${method}` })
+      )
+      if (invocation.resume !== undefined) invocation.resume(exit)
+      return Effect.void
+    }
+    return this.runHandler(method, Effect.suspend(() => handler(invocation.payload)), invocation.resume)
+  }
+
+  /** Runs handler code on the main thread and turns its outcome (or its `later` reply) into a reply. */
+  private runHandler(
+    method: string,
+    effect: Effect.Effect<unknown, unknown>,
+    resume: Resume | undefined
+  ): Effect.Effect<void> {
+    return Effect.flatMap(Effect.exit(effect), (exit) => {
+      if (Exit.isSuccess(exit)) {
+        if (isLater(exit.value)) return this.forkLater(method, exit.value.effect, resume)
+        if (resume !== undefined) resume(exit)
+        return Effect.void
+      }
+      return this.reply(method, exit, resume)
+    })
+  }
+
+  private reply(method: string, exit: Exit.Exit<unknown, unknown>, resume: Resume | undefined): Effect.Effect<void> {
+    if (Exit.isSuccess(exit) || Cause.hasFails(exit.cause)) {
+      if (resume !== undefined) resume(Exit.isSuccess(exit) ? exit : Exit.fail(Cause.squash(exit.cause)))
+      else if (Exit.isFailure(exit)) return this.logDropped(method, exit.cause)
+      return Effect.void
+    }
+    if (Cause.hasDies(exit.cause)) {
+      const defect = describe(Cause.squash(exit.cause))
+      if (resume !== undefined) resume(Exit.fail(new RemoteDefectError({ address: this.address, method, defect })))
+      return Effect.logError(`Handler of ${method} died`, exit.cause).pipe(
+        Effect.annotateLogs({ endpoint: this.address })
+      )
+    }
+    if (resume !== undefined) resume(unreachable(this.address, method, "the call was interrupted"))
+    return Effect.void
+  }
+
+  private logDropped(method: string, cause: Cause.Cause<unknown>): Effect.Effect<void> {
+    return Effect.logWarning(`${method} failed and nobody is waiting for the result`, cause).pipe(
+      Effect.annotateLogs({ endpoint: this.address })
+    )
+  }
+
+  /** Runs a `later` reply on a fiber of its own, in the endpoint's scope, so the mailbox moves on. */
+  private forkLater(
+    method: string,
+    effect: Effect.Effect<unknown, unknown>,
+    resume: Resume | undefined
+  ): Effect.Effect<void> {
+    return Effect.asVoid(
+      Effect.forkIn(
+        Effect.flatMap(Effect.exit(effect), (exit) => this.reply(method, exit, resume)).pipe(
+          Effect.onInterrupt(() =>
+            Effect.sync(() => resume?.(unreachable(this.address, method, "the endpoint terminated before replying")))
+          )
+        ),
+        this.scope
+      )
+    )
+  }
+
+  private processRun(run: Run): Effect.Effect<void> {
+    if (this.state === "created") {
+      if (run.resume !== undefined) {
+        run.resume(Exit.fail(new EndpointNotStartedError({ address: this.address, method: "callAsync" })))
+      }
+      return Effect.void
+    }
+    if (this.fenced && run.token !== NoToken) {
+      const rejection = this.checkToken(run.token, run.resume === undefined ? "runAsync" : "callAsync")
+      if (rejection !== undefined) {
+        if (run.resume !== undefined) run.resume(Exit.fail(rejection))
+        return Effect.void
+      }
+    }
+    if (run.resume === undefined) {
+      return Effect.flatMap(Effect.exit(run.effect), (exit) =>
+        Exit.isFailure(exit) && !Cause.hasInterruptsOnly(exit.cause) ? this.logDropped("runAsync", exit.cause) : Effect.void)
+    }
+    return this.runHandler("callAsync", run.effect, run.resume)
+  }
+
+  /** `undefined` when the message may run; the rejection otherwise. */
+  private checkToken(received: unknown, method: string): FencingTokenError | undefined {
+    if (!this.fenced) return undefined
+    const expected = this.token
+    if (received === NoToken) {
+      return new FencingTokenError({
+        address: this.address,
+        method,
+        reason: "Missing",
+        ...(Option.isSome(expected) ? { expected: this.formatToken(expected.value) } : {})
+      })
+    }
+    if (Option.isNone(expected)) {
+      return new FencingTokenError({ address: this.address, method, reason: "NotSet", received: this.formatToken(received) })
+    }
+    if (!this.tokenEquals(received, expected.value)) {
+      return new FencingTokenError({
+        address: this.address,
+        method,
+        reason: "Mismatch",
+        expected: this.formatToken(expected.value),
+        received: this.formatToken(received)
+      })
+    }
+    return undefined
+  }
+
+  private processStart(): Effect.Effect<void> {
+    if (this.state !== "created") return Effect.void
+    this.state = "started"
+    if (this.onStart === undefined) return Effect.void
+    return Effect.flatMap(Effect.exit(this.onStart), (exit) => {
+      if (Exit.isSuccess(exit)) return Effect.void
+      const cause = Cause.squash(exit.cause)
+      return Effect.logError("onStart failed; terminating the endpoint", exit.cause).pipe(
+        Effect.annotateLogs({ endpoint: this.address }),
+        Effect.andThen(this.finalize(Exit.fail(new EndpointStartError({ address: this.address, cause }))))
+      )
+    })
+  }
+
+  private processStop(): Effect.Effect<void> {
+    switch (this.state) {
+      case "created":
+        return this.finalize(Exit.void)
+      case "started": {
+        this.state = "stopping"
+        if (this.onStop === undefined) return this.finalize(Exit.void)
+        return Effect.flatMap(Effect.exit(this.onStop), (exit) => {
+          if (Exit.isSuccess(exit) && isLater(exit.value)) {
+            // Calls keep being served while the later part runs; its completion terminates the endpoint.
+            return Effect.asVoid(
+              Effect.forkDetach(
+                Effect.flatMap(Effect.exit(exit.value.effect), (laterExit) => this.finalize(laterExit))
+              )
+            )
+          }
+          return this.finalize(exit)
+        })
+      }
+      default:
+        return Effect.void
+    }
+  }
+
+  /**
+   * Terminates: closes the mailbox (queued asks fail at once), waits for the message in progress, interrupts
+   * timers and `later` replies, frees the id and completes the termination with `exit`.
+   */
+  private finalize(exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> {
+    if (this.state === "terminated") return Effect.void
+    this.state = "terminated"
+    const pending = this.mailbox.close()
+    for (const envelope of pending) {
+      if (envelope._tag === "Invoke" || envelope._tag === "Run") {
+        envelope.resume?.(unreachable(
+          this.address,
+          envelope._tag === "Invoke" ? qualified(envelope) : "callAsync",
+          "the endpoint terminated before processing the call"
+        ))
+      }
+    }
+    const result: Exit.Exit<void, unknown> = Exit.isSuccess(exit) ? Exit.void : exit as Exit.Exit<never, unknown>
+    // Runs on a fiber of its own: when finalize is called from the main thread, that fiber must finish first.
+    return Effect.asVoid(Effect.forkDetach(
+      this.mailbox.awaitIdle.pipe(
+        Effect.andThen(Scope.close(this.scope, Exit.void)),
+        Effect.andThen(Effect.sync(() => this.host.unregister(this))),
+        Effect.andThen(Deferred.done(this.termination, result))
+      )
+    ))
+  }
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // The MainThread handed to endpoint code
+  // ---------------------------------------------------------------------------------------------------------------
+
+  private makeMainThread(): RpcEndpoint.MainThread<any, any> {
+    const runtime = this
+    const isMainThread = Effect.withFiber((fiber) => Effect.succeed(runtime.mailbox.isMainThread(fiber)))
+    const validateRunsInMainThread = Effect.flatMap(isMainThread, (onMain) =>
+      onMain ? Effect.void : Effect.die(new MainThreadViolationError({ address: runtime.address })))
+    return {
+      endpointId: this.endpointId,
+      address: this.address,
+      runAsync: (effect) => Effect.sync(() => runtime.enqueueRun(effect, runtime.selfToken(), undefined)),
+      callAsync: <A, E>(effect: Effect.Effect<A, E>, timeout: Duration.Input) => {
+        const duration = Duration.fromInputUnsafe(timeout)
+        return Effect.callback<A, E | RpcEndpoint.CallAsyncError>((resume) => {
+          runtime.enqueueRun(effect, runtime.selfToken(), resume as Resume)
+        }).pipe(
+          Effect.timeoutOrElse({
+            duration,
+            orElse: () =>
+              Effect.fail(
+                new RpcTimeoutError({
+                  address: runtime.address,
+                  method: "callAsync",
+                  timeoutMillis: Duration.toMillis(duration)
+                })
+              )
+          })
+        )
+      },
+      scheduleRunAsync: (effect, delay) =>
+        Effect.suspend(() => {
+          if (runtime.state === "terminated") return Effect.succeed(cancelled)
+          const token = runtime.selfToken()
+          return Effect.map(
+            Effect.forkIn(
+              Effect.andThen(Effect.sleep(delay), Effect.sync(() => runtime.enqueueRun(effect, token, undefined))),
+              runtime.scope
+            ),
+            (fiber): RpcEndpoint.ScheduledRun => ({ cancel: Fiber.interrupt(fiber) })
+          )
+        }),
+      validateRunsInMainThread,
+      isMainThread,
+      isRunning: Effect.sync(() => runtime.state === "started"),
+      self: (gateway) => runtime.host.selfClient(runtime, gateway),
+      fencingToken: Effect.sync(() => runtime.token),
+      setFencingToken: (token) =>
+        Effect.andThen(
+          validateRunsInMainThread,
+          Effect.sync(() => {
+            runtime.token = Option.some(token)
+          })
+        )
+    }
+  }
+}
+
+const cancelled: RpcEndpoint.ScheduledRun = { cancel: Effect.void }
+
+const qualified = (invocation: Invoke): string => `${invocation.gateway}.${invocation.method}`

@@ -1,0 +1,251 @@
+/**
+ * The in-process RpcService: owns its endpoints (by id), resolves addresses, builds clients and shuts down.
+ * Services register in a process-wide table by name so that `local://name/id` reaches any live service of this
+ * process, and so that a service that is gone is told apart from an endpoint that never existed.
+ */
+import { randomUUID } from "node:crypto"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Result from "effect/Result"
+import * as Scope from "effect/Scope"
+import * as RpcAddress from "../RpcAddress.js"
+import type { RpcConfig } from "../RpcConfig.js"
+import { EndpointIdInUseError, RpcConnectionError, RpcServiceStoppedError } from "../RpcError.js"
+import type * as RpcEndpoint from "../RpcEndpoint.js"
+import type * as RpcGateway from "../RpcGateway.js"
+import type { RpcServer } from "../RpcServer.js"
+import type { RpcServiceShape } from "../RpcService.js"
+import * as Client from "./client.js"
+import { EndpointRuntime, type Host, type Invoke, NoToken } from "./endpoint.js"
+
+const services = new Map<string, LocalService>()
+let nextServiceNumber = 0
+
+/** A fresh service name that no live service of this process uses. */
+export const freshName = (): string => {
+  let name: string
+  do name = `rpc-${++nextServiceNumber}`
+  while (services.has(name))
+  return name
+}
+
+/** The live service of this process with that name, if any. */
+export const lookup = (name: string): LocalService | undefined => services.get(name)
+
+type Lifecycle = "running" | "stopping" | "stopped"
+
+/** An in-process RpcService. */
+export class LocalService implements RpcServiceShape, Host {
+  private lifecycle: Lifecycle = "running"
+  private readonly endpoints = new Map<string, EndpointRuntime>()
+  private shutdownStarted = false
+  private readonly shutdownResult = Deferred.makeUnsafe<void, unknown>()
+  private readonly origin: Client.Origin
+  private readonly selfClients = new WeakMap<EndpointRuntime, Map<string, RpcGateway.Client<any>>>()
+  readonly throughput: number
+
+  constructor(readonly name: string, readonly config: RpcConfig) {
+    if (services.has(name)) {
+      throw new Error(`An RpcService named "${name}" is already running in this process; choose another name.`)
+    }
+    services.set(name, this)
+    this.throughput = config.mailboxThroughput
+    this.origin = { name, config, isStopped: () => this.lifecycle === "stopped" }
+  }
+
+  // Host ------------------------------------------------------------------------------------------------------------
+
+  address(endpointId: string): string {
+    return RpcAddress.local(this.name, endpointId)
+  }
+
+  unregister(runtime: EndpointRuntime): void {
+    if (this.endpoints.get(runtime.endpointId) === runtime) this.endpoints.delete(runtime.endpointId)
+  }
+
+  selfClient<G extends RpcGateway.Any>(runtime: EndpointRuntime, gateway: G): RpcGateway.Client<G> {
+    let clients = this.selfClients.get(runtime)
+    if (clients === undefined) this.selfClients.set(runtime, clients = new Map())
+    const cached = clients.get(gateway.name)
+    if (cached !== undefined && cached.gateway === gateway) return cached as RpcGateway.Client<G>
+    const served = runtime.served.get(gateway.name)
+    if (served === undefined || served.fingerprint !== gateway.fingerprint) {
+      throw new Error(
+        `The endpoint at ${runtime.address} does not serve gateway ${gateway.name}; ` +
+          `it serves ${[...runtime.served.keys()].join(", ")}.`
+      )
+    }
+    const client = Client.make(
+      gateway,
+      this.port(runtime),
+      this.origin,
+      runtime.fenced ? () => runtime.currentToken() : () => NoToken
+    )
+    clients.set(gateway.name, client)
+    return client
+  }
+
+  // RpcService --------------------------------------------------------------------------------------------------------
+
+  private stoppedError(operation: string) {
+    return new RpcServiceStoppedError({ service: this.name, operation })
+  }
+
+  readonly startServer = <Gs extends ReadonlyArray<RpcGateway.Any>, Token, EStop, EInit, R>(
+    endpoint: RpcEndpoint.RpcEndpoint<Gs, Token, EStop, EInit, R>
+  ): Effect.Effect<RpcServer<Gs, Token, EStop>, EInit | EndpointIdInUseError | RpcServiceStoppedError, R> =>
+    Effect.withFiber<RpcServer<Gs, Token, EStop>, EInit | EndpointIdInUseError | RpcServiceStoppedError, R>((fiber) => {
+      if (this.lifecycle !== "running") return Effect.fail(this.stoppedError("start an endpoint"))
+      const endpointId = endpoint.id ?? randomUUID()
+      if (this.endpoints.has(endpointId)) {
+        return Effect.fail(new EndpointIdInUseError({ service: this.name, endpointId }))
+      }
+      // Endpoint code runs with the services of whoever started it, minus that caller's own Scope.
+      const context = Context.omit(Scope.Scope)(fiber.context) as Context.Context<never>
+      // Not a child of the service's scope: shutdown closes each endpoint's scope itself, after its onStop.
+      const scope = Scope.makeUnsafe("parallel")
+      const runtime = new EndpointRuntime(endpointId, endpoint as RpcEndpoint.Any, this, context, scope)
+      this.endpoints.set(endpointId, runtime)
+      return endpoint.init(runtime.main as RpcEndpoint.MainThread<Gs, Token>).pipe(
+        Effect.onExit((exit) => {
+          if (Exit.isSuccess(exit)) {
+            runtime.install(exit.value)
+            return Effect.void
+          }
+          this.unregister(runtime)
+          return Scope.close(scope, Exit.void)
+        }),
+        Effect.map(() => this.server<Gs, Token, EStop>(runtime))
+      )
+    })
+
+  private server<Gs extends ReadonlyArray<RpcGateway.Any>, Token, EStop>(
+    runtime: EndpointRuntime
+  ): RpcServer<Gs, Token, EStop> {
+    const awaitTermination = Deferred.await(runtime.termination) as Effect.Effect<void, any>
+    const stop = Effect.sync(() => runtime.requestStop())
+    return {
+      endpointId: runtime.endpointId,
+      address: runtime.address,
+      self: (gateway) => this.selfClient(runtime, gateway),
+      start: Effect.sync(() => runtime.start()),
+      stop,
+      terminate: Effect.andThen(stop, awaitTermination),
+      awaitTermination,
+      isTerminated: Deferred.isDone(runtime.termination),
+      fencingToken: runtime.main.fencingToken
+    }
+  }
+
+  private port(runtime: EndpointRuntime): Client.Port {
+    return {
+      address: runtime.address,
+      ask: (gateway, method, payload, token) =>
+        Effect.callback<unknown, unknown>((resume) => {
+          const invocation: Invoke = { _tag: "Invoke", gateway: gateway.name, method, payload, token, resume }
+          runtime.invoke(invocation)
+        }),
+      tell: (gateway, method, payload, token) =>
+        Effect.sync(() => {
+          runtime.invoke({ _tag: "Invoke", gateway: gateway.name, method, payload, token, resume: undefined })
+        })
+    }
+  }
+
+  private resolve(address: string, gateway: RpcGateway.Any): Result.Result<EndpointRuntime, RpcConnectionError> {
+    const fail = (reason: RpcConnectionError["reason"], detail: string) =>
+      Result.fail(new RpcConnectionError({ address, gateway: gateway.name, reason, detail }))
+    const parsed = RpcAddress.parse(address)
+    if (Result.isFailure(parsed)) return fail("InvalidAddress", parsed.failure)
+    const { authority, endpointId, protocol } = parsed.success
+    if (protocol !== "local") {
+      return fail("Unreachable", `this RpcService has no transport for ${protocol}:// addresses; provide one`)
+    }
+    const service = lookup(authority)
+    if (service === undefined) {
+      return fail("UnknownService", `no RpcService named "${authority}" runs in this process`)
+    }
+    const runtime = service.endpoints.get(endpointId)
+    if (runtime === undefined) {
+      return fail("UnknownEndpoint", `no endpoint "${endpointId}" runs on RpcService ${authority}`)
+    }
+    const served = runtime.served.get(gateway.name)
+    if (served === undefined) {
+      return fail(
+        "GatewayNotServed",
+        `the endpoint serves ${[...runtime.served.keys()].join(", ")}, not ${gateway.name}`
+      )
+    }
+    if (served !== gateway && served.fingerprint !== gateway.fingerprint) {
+      return fail(
+        "GatewayMismatch",
+        `the endpoint's ${gateway.name} has fingerprint ${served.fingerprint} but the caller's has ` +
+          `${gateway.fingerprint}: the two sides were built from different Schemas`
+      )
+    }
+    return Result.succeed(runtime)
+  }
+
+  private connectWith<G extends RpcGateway.Any>(
+    address: string,
+    gateway: G,
+    token: () => unknown
+  ): Effect.Effect<RpcGateway.Client<G>, RpcConnectionError | RpcServiceStoppedError> {
+    return Effect.suspend((): Effect.Effect<RpcGateway.Client<G>, RpcConnectionError | RpcServiceStoppedError> => {
+      if (this.lifecycle !== "running") return Effect.fail(this.stoppedError(`connect to ${address}`))
+      const resolved = this.resolve(address, gateway)
+      if (Result.isFailure(resolved)) return Effect.fail(resolved.failure)
+      return Effect.succeed(Client.make(gateway, this.port(resolved.success), this.origin, token))
+    })
+  }
+
+  readonly connect = <G extends RpcGateway.Any>(
+    address: string,
+    gateway: G
+  ): Effect.Effect<RpcGateway.Client<G>, RpcConnectionError | RpcServiceStoppedError> =>
+    this.connectWith(address, gateway, () => NoToken)
+
+  readonly connectFenced = <G extends RpcGateway.Any>(
+    address: string,
+    token: unknown,
+    gateway: G
+  ): Effect.Effect<RpcGateway.Client<G>, RpcConnectionError | RpcServiceStoppedError> =>
+    this.connectWith(address, gateway, () => token)
+
+  readonly stopServer = (server: RpcServer<any, any, any>): Effect.Effect<void> => server.stop
+
+  readonly shutdown: Effect.Effect<void, unknown> = Effect.suspend(() => {
+    if (!this.shutdownStarted) {
+      this.shutdownStarted = true
+      const result = this.shutdownResult
+      this.lifecycle = "stopping"
+      const runtimes = [...this.endpoints.values()]
+      for (const runtime of runtimes) runtime.requestStop()
+      return Effect.forEach(runtimes, (runtime) => Effect.exit(Deferred.await(runtime.termination)), {
+        concurrency: "unbounded"
+      }).pipe(
+        Effect.flatMap((exits) =>
+          Effect.sync(() => {
+            this.lifecycle = "stopped"
+            if (services.get(this.name) === this) services.delete(this.name)
+            const failed = exits.find(Exit.isFailure)
+            return failed === undefined ? Exit.void : failed
+          })
+        ),
+        Effect.flatMap((exit) => Deferred.done(result, exit)),
+        Effect.forkDetach,
+        Effect.andThen(Deferred.await(result))
+      )
+    }
+    return Deferred.await(this.shutdownResult)
+  })
+
+  readonly awaitTermination: Effect.Effect<void, unknown> = Deferred.await(this.shutdownResult)
+
+  readonly isStopped: Effect.Effect<boolean> = Effect.sync(() => this.lifecycle === "stopped")
+
+  /** The ids of the live endpoints. */
+  readonly endpointIds: Effect.Effect<ReadonlyArray<string>> = Effect.sync(() => [...this.endpoints.keys()])
+}
