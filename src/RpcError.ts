@@ -328,11 +328,19 @@ export const isRpcError = (u: unknown): u is RpcError => hasProperty(u, TypeId)
  * @since 0.1.0
  */
 export const describe = (defect: unknown): string => {
-  if (defect instanceof Error) return `${defect.name}: ${defect.message}`
   if (typeof defect === "string") return defect
+  if (defect instanceof Error) {
+    // Tagged errors often carry their content in fields rather than in a message.
+    const fields = Object.keys(defect).length > 0 ? ` ${json(defect)}` : ""
+    return defect.message === "" ? `${defect.name}${fields}` : `${defect.name}: ${defect.message}`
+  }
+  return json(defect)
+}
+
+const json = (value: unknown): string => {
   try {
-    return JSON.stringify(defect) ?? String(defect)
+    return JSON.stringify(value) ?? String(value)
   } catch {
-    return String(defect)
+    return String(value)
   }
 }
