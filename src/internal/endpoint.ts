@@ -303,16 +303,16 @@ export class EndpointRuntime {
   private checkToken(received: unknown, method: string): FencingTokenError | undefined {
     if (!this.fenced) return undefined
     const expected = this.token
-    if (received === NoToken) {
+    if (Option.isNone(expected)) {
       return new FencingTokenError({
         address: this.address,
         method,
-        reason: "Missing",
-        ...(Option.isSome(expected) ? { expected: this.formatToken(expected.value) } : {})
+        reason: "NotSet",
+        ...(received === NoToken ? {} : { received: this.formatToken(received) })
       })
     }
-    if (Option.isNone(expected)) {
-      return new FencingTokenError({ address: this.address, method, reason: "NotSet", received: this.formatToken(received) })
+    if (received === NoToken) {
+      return new FencingTokenError({ address: this.address, method, reason: "Missing", expected: this.formatToken(expected.value) })
     }
     if (!this.tokenEquals(received, expected.value)) {
       return new FencingTokenError({
