@@ -18,13 +18,16 @@ export interface RpcAddress {
   readonly endpointId: string
 }
 
+const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g
+
 /**
- * Formats an address; the endpoint id is percent-encoded so that any id round-trips.
+ * Formats an address; the endpoint id is percent-encoded so that any well-formed id round-trips (a lone UTF-16
+ * surrogate, which no URI can carry, becomes U+FFFD).
  *
  * @since 0.1.0
  */
 export const format = (address: RpcAddress): string =>
-  `${address.protocol}://${address.authority}/${encodeURIComponent(address.endpointId)}`
+  `${address.protocol}://${address.authority}/${encodeURIComponent(address.endpointId.replace(loneSurrogate, "\uFFFD"))}`
 
 /**
  * The address of an endpoint on an in-process service.

@@ -23,6 +23,8 @@ export interface Mailbox<A> {
   /** The number of queued messages not yet taken. */
   readonly size: () => number
   readonly isClosed: () => boolean
+  /** Is a main-thread fiber alive right now? (Never while the mailbox is idle.) */
+  readonly isActive: () => boolean
 }
 
 /** Compact the backing array once this many slots at its head are spent. */
@@ -130,6 +132,10 @@ class MailboxImpl<A, R> implements Mailbox<A> {
 
   isClosed(): boolean {
     return this.closed
+  }
+
+  isActive(): boolean {
+    return this.fiber !== undefined
   }
 }
 
