@@ -909,6 +909,55 @@ describe("RpcEndpoint", () => {
         assert.include(error.message, server.address)
       }).pipe(withService()))
 
+    it.effect("a scheduled run is enqueued when its delay expires, behind what is queued then", () =>
+      Effect.gen(function*() {
+        const order: Array<string> = []
+        let main!: RpcEndpoint.MainThread<readonly [typeof ProbeGateway]>
+        yield* RpcEndpoint.scoped(probeEndpoint((m) => {
+          main = m
+        }))
+        const release = yield* Deferred.make<void>()
+        yield* main.scheduleRunAsync(Effect.sync(() => void order.push("scheduled")), "10 millis")
+        // The main thread is busy when the delay expires; "before" was queued earlier, "after" later.
+        yield* main.runAsync(Deferred.await(release).pipe(Effect.andThen(Effect.sync(() => void order.push("busy")))))
+        yield* main.runAsync(Effect.sync(() => void order.push("before")))
+        yield* settle
+        yield* TestClock.adjust("10 millis")
+        yield* settle
+        yield* main.runAsync(Effect.sync(() => void order.push("after")))
+        yield* Deferred.succeed(release, undefined)
+        yield* main.callAsync(Effect.void, "1 second")
+        assert.deepStrictEqual(order, ["busy", "before", "scheduled", "after"])
+      }).pipe(withService()))
+
+    it.effect("interrupting an ask's caller leaves the endpoint serving", () =>
+      Effect.gen(function*() {
+        const release = yield* Deferred.make<void>()
+        let interrupted = 0
+        const Gateway = RpcGateway.make("Interruptible", {
+          slow: RpcGateway.ask({ success: Schema.String }),
+          fast: RpcGateway.ask({ success: Schema.String })
+        })
+        const endpoint = RpcEndpoint.make({
+          gateways: [Gateway],
+          init: () =>
+            Effect.succeed({
+              handlers: {
+                slow: () => Deferred.await(release).pipe(Effect.as("slow")),
+                fast: () => Effect.succeed("fast")
+              }
+            })
+        })
+        const server = yield* RpcEndpoint.scoped(endpoint)
+        const client = server.self(Gateway)
+        const caller = yield* Effect.forkChild(client.slow().pipe(Effect.onInterrupt(() => Effect.sync(() => void interrupted++))))
+        yield* settle
+        yield* Fiber.interrupt(caller)
+        assert.strictEqual(interrupted, 1)
+        yield* Deferred.succeed(release, undefined)
+        assert.strictEqual(yield* client.fast(), "fast")
+      }).pipe(withService()))
+
     it.effect("the fencing token of an unfenced endpoint is None", () =>
       Effect.gen(function*() {
         const server = yield* RpcEndpoint.scoped(testEndpoint())
