@@ -259,7 +259,8 @@ export const makeFenced = <
 })
 
 /**
- * Starts the endpoint on the RpcService in scope and terminates it (awaiting `onStop`) when the scope closes.
+ * Starts the endpoint on the RpcService in scope, waits for its `onStart`, and terminates it (awaiting `onStop`)
+ * when the scope closes.
  *
  * @since 0.1.0
  */
@@ -267,7 +268,7 @@ export const scoped = <Gs extends ReadonlyArray<RpcGateway.Any>, Token, EStop, E
   endpoint: RpcEndpoint<Gs, Token, EStop, EInit, R>
 ): Effect.Effect<
   RpcServer<Gs, Token, EStop>,
-  EInit | EndpointIdInUseError | RpcServiceStoppedError,
+  EInit | EndpointIdInUseError | RpcServiceStoppedError | EndpointStartError,
   R | RpcService | Scope.Scope
 > =>
   Effect.acquireRelease(
@@ -285,16 +286,21 @@ export const scoped = <Gs extends ReadonlyArray<RpcGateway.Any>, Token, EStop, E
           )
         )
       )
-  )
+  ).pipe(Effect.tap((server) => server.awaitStarted))
 
 /**
- * A Layer that starts the endpoint when built and terminates it when the Layer's scope closes.
+ * A Layer that starts the endpoint when built (it is built once `onStart` has completed; an `onStart` failure
+ * fails the Layer) and terminates it when the Layer's scope closes.
  *
  * @since 0.1.0
  */
 export const layer = <Gs extends ReadonlyArray<RpcGateway.Any>, Token, EStop, EInit, R>(
   endpoint: RpcEndpoint<Gs, Token, EStop, EInit, R>
-): Layer.Layer<never, EInit | EndpointIdInUseError | RpcServiceStoppedError, Exclude<R, Scope.Scope> | RpcService> =>
+): Layer.Layer<
+  never,
+  EInit | EndpointIdInUseError | RpcServiceStoppedError | EndpointStartError,
+  Exclude<R, Scope.Scope> | RpcService
+> =>
   Layer.effectDiscard(scoped(endpoint))
 
 /**

@@ -21,8 +21,13 @@ export interface RpcServer<Gs extends ReadonlyArray<RpcGateway.Any> = ReadonlyAr
   readonly address: string
   /** A client of one of the endpoint's gateways, calling it directly (fenced: with its current token). */
   readonly self: <G extends Gs[number]>(gateway: G) => RpcGateway.Client<G>
-  /** Starts processing messages (runs `onStart` on the main thread). Idempotent. */
+  /**
+   * Starts processing messages: enqueues the start, which runs `onStart` on the main thread, and returns at once
+   * (as in Flink); await `awaitStarted` to know `onStart` has completed. Idempotent.
+   */
   readonly start: Effect.Effect<void>
+  /** Completes once `onStart` has run successfully; fails if it failed or the endpoint terminated unstarted. */
+  readonly awaitStarted: Effect.Effect<void, EndpointStartError>
   /** Asks the endpoint to stop (runs `onStop` once); returns at once. Idempotent. */
   readonly stop: Effect.Effect<void>
   /** Stops the endpoint and waits for its termination. */

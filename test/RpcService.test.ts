@@ -252,6 +252,49 @@ describe("RpcService", () => {
         assert.deepStrictEqual(events, ["start", "stop"])
       }))
 
+    it.effect("an endpoint Layer is built once onStart has completed", () =>
+      Effect.gen(function*() {
+        const events: Array<string> = []
+        const endpoint = RpcEndpoint.make({
+          gateways: [StopGateway],
+          init: () =>
+            Effect.succeed({
+              handlers: { ping: () => Effect.succeed("pong") },
+              onStart: Effect.yieldNow.pipe(Effect.andThen(Effect.sync(() => void events.push("onStart"))))
+            })
+        })
+        yield* Effect.sync(() => void events.push("program")).pipe(
+          Effect.provide(RpcEndpoint.layer(endpoint).pipe(Layer.provide(RpcService.layerLocal())))
+        )
+        assert.deepStrictEqual(events, ["onStart", "program"])
+      }))
+
+    it.effect("an endpoint Layer whose onStart fails fails to build with EndpointStartError", () =>
+      Effect.gen(function*() {
+        const endpoint = RpcEndpoint.make({
+          gateways: [StopGateway],
+          init: () =>
+            Effect.succeed({
+              handlers: { ping: () => Effect.succeed("pong") },
+              onStart: Effect.fail(new TestFailure({ reason: "no slots", code: 9 }))
+            })
+        })
+        const error = yield* Effect.flip(
+          Effect.provide(Effect.void, RpcEndpoint.layer(endpoint).pipe(Layer.provide(RpcService.layerLocal())))
+        )
+        assert.instanceOf(error, RpcError.EndpointStartError)
+        assert.include(error.message, "no slots")
+      }))
+
+    it.effect("awaitStarted fails for an endpoint that terminated without starting", () =>
+      Effect.gen(function*() {
+        const svc = yield* service
+        const server = yield* svc.startServer(testEndpoint())
+        yield* server.terminate
+        const error = yield* Effect.flip(server.awaitStarted)
+        assert.include(error.message, "terminated before it started")
+      }).pipe(withService()))
+
     it.effect("a gateway Layer for a missing endpoint fails to build with RpcConnectionError", () =>
       Effect.gen(function*() {
         const layer = RpcGateway.layerClient(Hello, TestGateway, "local://layers-missing/nobody").pipe(

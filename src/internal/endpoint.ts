@@ -91,6 +91,8 @@ export class EndpointRuntime {
   readonly mailbox: Mailbox.Mailbox<Envelope>
   readonly address: string
   readonly termination: Deferred.Deferred<void, unknown>
+  /** Completes once onStart has succeeded; fails if it failed or the endpoint terminated unstarted. */
+  readonly startup: Deferred.Deferred<void, EndpointStartError>
   readonly main: RpcEndpoint.MainThread<any, any>
 
   constructor(
@@ -115,6 +117,7 @@ export class EndpointRuntime {
         Option.match(encode(token), { onNone: () => describe(token), onSome: (encoded) => describe(encoded) })
     }
     this.termination = Deferred.makeUnsafe<void, unknown>()
+    this.startup = Deferred.makeUnsafe<void, EndpointStartError>()
     this.mailbox = Mailbox.make({
       process: (envelope: Envelope) => this.process(envelope),
       context,
@@ -329,13 +332,14 @@ export class EndpointRuntime {
   private processStart(): Effect.Effect<void> {
     if (this.state !== "created") return Effect.void
     this.state = "started"
-    if (this.onStart === undefined) return Effect.void
+    if (this.onStart === undefined) return Deferred.done(this.startup, Exit.void)
     return Effect.flatMap(Effect.exit(this.onStart), (exit) => {
-      if (Exit.isSuccess(exit)) return Effect.void
-      const cause = Cause.squash(exit.cause)
+      if (Exit.isSuccess(exit)) return Deferred.done(this.startup, Exit.void)
+      const error = new EndpointStartError({ address: this.address, cause: Cause.squash(exit.cause) })
       return Effect.logError("onStart failed; terminating the endpoint", exit.cause).pipe(
         Effect.annotateLogs({ endpoint: this.address }),
-        Effect.andThen(this.finalize(Exit.fail(new EndpointStartError({ address: this.address, cause }))))
+        Effect.andThen(Deferred.done(this.startup, Exit.fail(error))),
+        Effect.andThen(this.finalize(Exit.fail(error)))
       )
     })
   }
@@ -387,6 +391,10 @@ export class EndpointRuntime {
       this.mailbox.awaitIdle.pipe(
         Effect.andThen(Scope.close(this.scope, Exit.void)),
         Effect.andThen(Effect.sync(() => this.host.unregister(this))),
+        Effect.andThen(Deferred.done(
+          this.startup,
+          Exit.fail(new EndpointStartError({ address: this.address, cause: "the endpoint terminated before it started" }))
+        )),
         Effect.andThen(Deferred.done(this.termination, result))
       )
     ))

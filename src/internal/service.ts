@@ -131,6 +131,7 @@ export class LocalService implements RpcServiceShape, Host {
       address: runtime.address,
       self: (gateway) => this.selfClient(runtime, gateway),
       start: Effect.sync(() => runtime.start()),
+      awaitStarted: Deferred.await(runtime.startup),
       stop,
       terminate: Effect.andThen(stop, awaitTermination),
       awaitTermination,
