@@ -45,6 +45,20 @@ export const formatCallSite = (error: Error): string | undefined => {
   return frames.length === 0 ? undefined : frames.slice(0, 8).join("\n  ")
 }
 
+/**
+ * Captures the stack at the call. Only a few frames are kept: the caller's code sits right above the client
+ * method, and a full trace through the Effect runtime costs more than the call itself.
+ */
+const captureCallSite = (): Error => {
+  const limit = Error.stackTraceLimit
+  Error.stackTraceLimit = CALL_SITE_FRAMES
+  const error = new Error()
+  Error.stackTraceLimit = limit
+  return error
+}
+
+const CALL_SITE_FRAMES = 6
+
 /** Makes a client of `gateway` over `port`; `token` yields the fencing token each call carries. */
 export const make = <G extends RpcGateway.Any>(
   gateway: G,
@@ -64,7 +78,7 @@ export const make = <G extends RpcGateway.Any>(
     }
     const methodTimeout = method.timeout
     client[name] = (payload: unknown, options?: RpcGateway.CallOptions) => {
-      const callSite = origin.config.captureAskCallSite ? new Error() : undefined
+      const callSite = origin.config.captureAskCallSite ? captureCallSite() : undefined
       const timeout = options?.timeout !== undefined
         ? Duration.fromInputUnsafe(options.timeout)
         : methodTimeout ?? origin.config.askTimeout
