@@ -6,11 +6,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Option, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import { RpcEndpoint, RpcError, RpcGateway } from "effect-actor-rpc"
-import { service, withService } from "./fixtures/common.js"
-
-const settle = Effect.gen(function*() {
-  for (let i = 0; i < 20; i++) yield* Effect.yieldNow
-})
+import { service, withService, settle } from "./fixtures/common.js"
 
 const LeaderId = Schema.Struct({ epoch: Schema.Number, id: Schema.String })
 

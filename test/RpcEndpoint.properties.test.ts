@@ -7,11 +7,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import { RpcEndpoint, RpcError, RpcGateway } from "effect-actor-rpc"
-import { service, withService } from "./fixtures/common.js"
-
-const settle = Effect.gen(function*() {
-  for (let i = 0; i < 50; i++) yield* Effect.yieldNow
-})
+import { service, withService, settle } from "./fixtures/common.js"
 
 const small = (max: number) => Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: max }))
 

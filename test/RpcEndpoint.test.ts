@@ -14,20 +14,15 @@ import {
   TestFailure,
   TestGateway,
   testEndpoint,
-  withService
+  withService,
+  probe,
+  ProbeGateway,
+  type ProbeMain,
+  settle
 } from "./fixtures/common.js"
 
 const flip = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.flip(effect)
 
-/** Lets every fiber that is ready run (mailbox turns start on the scheduler, not inline). */
-const settle = Effect.gen(function*() {
-  for (let i = 0; i < 20; i++) yield* Effect.yieldNow
-})
-
-const ProbeGateway = RpcGateway.make("ProbeGateway", {
-  ping: RpcGateway.ask({ success: Schema.String }),
-  record: RpcGateway.tell({ payload: Schema.String })
-})
 
 describe("RpcEndpoint", () => {
   describe("RpcEndpointTest", () => {
@@ -158,7 +153,7 @@ describe("RpcEndpoint", () => {
 
     it.effect("testScheduleRunnableAfterClose: after termination a scheduled run never happens", () =>
       Effect.gen(function*() {
-        let main!: RpcEndpoint.MainThread<readonly [typeof ProbeGateway]>
+        let main!: ProbeMain
         let runs = 0
         const endpoint = RpcEndpoint.make({
           gateways: [ProbeGateway],
@@ -205,10 +200,8 @@ describe("RpcEndpoint", () => {
 
     it.effect("testCallAsync: callAsync runs on the main thread and returns its result", () =>
       Effect.gen(function*() {
-        let main!: RpcEndpoint.MainThread<readonly [typeof ProbeGateway]>
-        const endpoint = probeEndpoint((m) => {
-          main = m
-        })
+        let main!: ProbeMain
+        const endpoint = probe({ capture: (m) => (main = m) })
         yield* RpcEndpoint.scoped(endpoint)
         const result = yield* main.callAsync(main.validateRunsInMainThread.pipe(Effect.as(12345)), "10 seconds")
         assert.strictEqual(result, 12345)
@@ -216,10 +209,8 @@ describe("RpcEndpoint", () => {
 
     it.effect("testCallAsyncTimeout: callAsync times out with a typed error while the work still runs", () =>
       Effect.gen(function*() {
-        let main!: RpcEndpoint.MainThread<readonly [typeof ProbeGateway]>
-        yield* RpcEndpoint.scoped(probeEndpoint((m) => {
-          main = m
-        }))
+        let main!: ProbeMain
+        yield* RpcEndpoint.scoped(probe({ capture: (m) => (main = m) }))
         const finished = yield* Deferred.make<void>()
         const fiber = yield* main.callAsync(
           Effect.sleep("1 second").pipe(Effect.andThen(Deferred.succeed(finished, undefined))),
@@ -326,13 +317,9 @@ describe("RpcEndpoint", () => {
 
     it.effect("testOnStopExceptionPropagation: an onStop failure fails the termination with that error", () =>
       Effect.gen(function*() {
-        const endpoint = RpcEndpoint.make({
-          gateways: [ProbeGateway],
-          init: () =>
-            Effect.succeed({
-              handlers: { ping: () => Effect.succeed("pong"), record: () => Effect.void },
-              onStop: Effect.fail(new TestFailure({ reason: "Test exception.", code: 0 }))
-            })
+        const endpoint = probe({
+          onStop: () =>
+            Effect.fail(new TestFailure({ reason: "Test exception.", code: 0 }))
         })
         const svc = yield* service
         const server = yield* svc.startServer(endpoint)
@@ -344,17 +331,13 @@ describe("RpcEndpoint", () => {
     it.effect("testOnStopExecutedByMainThread: onStop runs on the main thread", () =>
       Effect.gen(function*() {
         const onMain = yield* Deferred.make<boolean>()
-        const endpoint = RpcEndpoint.make({
-          gateways: [ProbeGateway],
-          init: (main) =>
-            Effect.succeed({
-              handlers: { ping: () => Effect.succeed("pong"), record: () => Effect.void },
-              onStop: main.validateRunsInMainThread.pipe(
-                Effect.andThen(main.isMainThread),
-                Effect.flatMap((value) => Deferred.succeed(onMain, value)),
-                Effect.asVoid
-              )
-            })
+        const endpoint = probe({
+          onStop: (main) =>
+            main.validateRunsInMainThread.pipe(
+              Effect.andThen(main.isMainThread),
+              Effect.flatMap((value) => Deferred.succeed(onMain, value)),
+              Effect.asVoid
+            )
         })
         const svc = yield* service
         const server = yield* svc.startServer(endpoint)
@@ -377,13 +360,9 @@ describe("RpcEndpoint", () => {
     it.effect("testActorTerminationWithAsynchronousOnStopAction: termination waits for onStop's later part", () =>
       Effect.gen(function*() {
         const release = yield* Deferred.make<void>()
-        const endpoint = RpcEndpoint.make({
-          gateways: [ProbeGateway],
-          init: () =>
-            Effect.succeed({
-              handlers: { ping: () => Effect.succeed("pong"), record: () => Effect.void },
-              onStop: Effect.succeed(RpcEndpoint.later(Deferred.await(release)))
-            })
+        const endpoint = probe({
+          onStop: () =>
+            Effect.succeed(RpcEndpoint.later(Deferred.await(release)))
         })
         const svc = yield* service
         const server = yield* svc.startServer(endpoint)
@@ -398,20 +377,16 @@ describe("RpcEndpoint", () => {
     it.effect("testMainThreadExecutionOnStop: onStop's later part can still use the main thread", () =>
       Effect.gen(function*() {
         let ranOnMain = false
-        const endpoint = RpcEndpoint.make({
-          gateways: [ProbeGateway],
-          init: (main) =>
-            Effect.succeed({
-              handlers: { ping: () => Effect.succeed("pong"), record: () => Effect.void },
-              onStop: Effect.succeed(RpcEndpoint.later(
-                main.callAsync(
-                  main.isMainThread.pipe(Effect.map((onMain) => {
-                    ranOnMain = onMain
-                  })),
-                  "1 second"
-                ).pipe(Effect.orDie)
-              ))
-            })
+        const endpoint = probe({
+          onStop: (main) =>
+            Effect.succeed(RpcEndpoint.later(
+              main.callAsync(
+                main.isMainThread.pipe(Effect.map((onMain) => {
+                  ranOnMain = onMain
+                })),
+                "1 second"
+              ).pipe(Effect.orDie)
+            ))
         })
         const svc = yield* service
         const server = yield* svc.startServer(endpoint)
@@ -472,13 +447,9 @@ describe("RpcEndpoint", () => {
     it.effect("testOnStartIsCalledWhenRpcEndpointStarts: start runs onStart", () =>
       Effect.gen(function*() {
         const started = yield* Deferred.make<boolean>()
-        const endpoint = RpcEndpoint.make({
-          gateways: [ProbeGateway],
-          init: (main) =>
-            Effect.succeed({
-              handlers: { ping: () => Effect.succeed("pong"), record: () => Effect.void },
-              onStart: main.isMainThread.pipe(Effect.flatMap((onMain) => Deferred.succeed(started, onMain)))
-            })
+        const endpoint = probe({
+          onStart: (main) =>
+            main.isMainThread.pipe(Effect.flatMap((onMain) => Deferred.succeed(started, onMain)))
         })
         yield* RpcEndpoint.scoped(endpoint)
         assert.isTrue(yield* Deferred.await(started))
@@ -487,15 +458,11 @@ describe("RpcEndpoint", () => {
     it.effect("testOnStartFails: a failing onStart terminates the endpoint with an error carrying the cause", () =>
       Effect.gen(function*() {
         let stopped = false
-        const endpoint = RpcEndpoint.make({
-          gateways: [ProbeGateway],
-          init: () =>
-            Effect.succeed({
-              handlers: { ping: () => Effect.succeed("pong"), record: () => Effect.void },
-              onStart: Effect.fail(new TestFailure({ reason: "Test exception", code: 1 })),
-              onStop: Effect.sync(() => {
-                stopped = true
-              })
+        const endpoint = probe({
+          onStart: () => Effect.fail(new TestFailure({ reason: "Test exception", code: 1 })),
+          onStop: () =>
+            Effect.sync(() => {
+              stopped = true
             })
         })
         const svc = yield* service
@@ -515,15 +482,11 @@ describe("RpcEndpoint", () => {
       Effect.gen(function*() {
         const release = yield* Deferred.make<void>()
         let onStopCalls = 0
-        const endpoint = RpcEndpoint.make({
-          gateways: [ProbeGateway],
-          init: () =>
-            Effect.succeed({
-              handlers: { ping: () => Effect.succeed("pong"), record: () => Effect.void },
-              onStop: Effect.sync(() => {
-                onStopCalls++
-                return RpcEndpoint.later(Deferred.await(release))
-              })
+        const endpoint = probe({
+          onStop: () =>
+            Effect.sync(() => {
+              onStopCalls++
+              return RpcEndpoint.later(Deferred.await(release))
             })
         })
         const svc = yield* service
@@ -641,7 +604,7 @@ describe("RpcEndpoint", () => {
             active--
             return result
           })
-        let main!: RpcEndpoint.MainThread<readonly [typeof ProbeGateway]>
+        let main!: ProbeMain
         const endpoint = RpcEndpoint.make({
           gateways: [ProbeGateway],
           init: (m) =>
@@ -669,10 +632,8 @@ describe("RpcEndpoint", () => {
 
     it.effect("testScheduleWithDelay: a delayed run waits at least its delay and never overlaps", () =>
       Effect.gen(function*() {
-        let main!: RpcEndpoint.MainThread<readonly [typeof ProbeGateway]>
-        yield* RpcEndpoint.scoped(probeEndpoint((m) => {
-          main = m
-        }))
+        let main!: ProbeMain
+        yield* RpcEndpoint.scoped(probe({ capture: (m) => (main = m) }))
         const done = yield* Deferred.make<number>()
         const start = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
         yield* main.runAsync(Effect.void)
@@ -692,7 +653,7 @@ describe("RpcEndpoint", () => {
   describe("MainThreadValidationTest", () => {
     it.effect("failIfNotInMainThread: validateRunsInMainThread passes on the main thread and dies elsewhere", () =>
       Effect.gen(function*() {
-        let main!: RpcEndpoint.MainThread<readonly [typeof ProbeGateway]>
+        let main!: ProbeMain
         const endpoint = RpcEndpoint.make({
           gateways: [ProbeGateway],
           init: (m) =>
@@ -731,13 +692,9 @@ describe("RpcEndpoint", () => {
     it.effect("start is idempotent: onStart runs once", () =>
       Effect.gen(function*() {
         let starts = 0
-        const endpoint = RpcEndpoint.make({
-          gateways: [ProbeGateway],
-          init: () =>
-            Effect.succeed({
-              handlers: { ping: () => Effect.succeed("pong"), record: () => Effect.void },
-              onStart: Effect.sync(() => void starts++)
-            })
+        const endpoint = probe({
+          onStart: () =>
+            Effect.sync(() => void starts++)
         })
         const svc = yield* service
         const server = yield* svc.startServer(endpoint)
@@ -752,11 +709,9 @@ describe("RpcEndpoint", () => {
     it.effect("runAsync before start is dropped and not replayed after start", () =>
       Effect.gen(function*() {
         let runs = 0
-        let main!: RpcEndpoint.MainThread<readonly [typeof ProbeGateway]>
+        let main!: ProbeMain
         const svc = yield* service
-        const server = yield* svc.startServer(probeEndpoint((m) => {
-          main = m
-        }))
+        const server = yield* svc.startServer(probe({ capture: (m) => (main = m) }))
         yield* main.runAsync(Effect.sync(() => void runs++))
         yield* settle
         yield* server.start
@@ -769,11 +724,9 @@ describe("RpcEndpoint", () => {
 
     it.effect("callAsync before start fails EndpointNotStartedError", () =>
       Effect.gen(function*() {
-        let main!: RpcEndpoint.MainThread<readonly [typeof ProbeGateway]>
+        let main!: ProbeMain
         const svc = yield* service
-        yield* svc.startServer(probeEndpoint((m) => {
-          main = m
-        }))
+        yield* svc.startServer(probe({ capture: (m) => (main = m) }))
         const error = yield* flip(main.callAsync(Effect.succeed(1), "1 second"))
         assert.instanceOf(error, RpcError.EndpointNotStartedError)
       }).pipe(withService()))
@@ -781,13 +734,9 @@ describe("RpcEndpoint", () => {
     it.effect("a never-started endpoint terminates without onStop", () =>
       Effect.gen(function*() {
         let stops = 0
-        const endpoint = RpcEndpoint.make({
-          gateways: [ProbeGateway],
-          init: () =>
-            Effect.succeed({
-              handlers: { ping: () => Effect.succeed("pong"), record: () => Effect.void },
-              onStop: Effect.sync(() => void stops++)
-            })
+        const endpoint = probe({
+          onStop: () =>
+            Effect.sync(() => void stops++)
         })
         const svc = yield* service
         const server = yield* svc.startServer(endpoint)
@@ -807,7 +756,7 @@ describe("RpcEndpoint", () => {
         const error = yield* flip(svc.startServer(failing))
         assert.instanceOf(error, TestFailure)
         assert.deepStrictEqual(yield* svc.endpointIds, [])
-        const server = yield* svc.startServer(probeEndpoint(() => {}, "fragile"))
+        const server = yield* svc.startServer(probe({ id: "fragile" }))
         assert.strictEqual(server.endpointId, "fragile")
       }).pipe(withService()))
 
@@ -823,11 +772,9 @@ describe("RpcEndpoint", () => {
     it.effect("a scheduled run pending at termination is interrupted, not run", () =>
       Effect.gen(function*() {
         let runs = 0
-        let main!: RpcEndpoint.MainThread<readonly [typeof ProbeGateway]>
+        let main!: ProbeMain
         const svc = yield* service
-        const server = yield* svc.startServer(probeEndpoint((m) => {
-          main = m
-        }))
+        const server = yield* svc.startServer(probe({ capture: (m) => (main = m) }))
         yield* server.start
         yield* main.callAsync(main.scheduleRunAsync(Effect.sync(() => void runs++), "1 second"), "1 second")
         yield* server.terminate
@@ -912,10 +859,8 @@ describe("RpcEndpoint", () => {
     it.effect("a scheduled run is enqueued when its delay expires, behind what is queued then", () =>
       Effect.gen(function*() {
         const order: Array<string> = []
-        let main!: RpcEndpoint.MainThread<readonly [typeof ProbeGateway]>
-        yield* RpcEndpoint.scoped(probeEndpoint((m) => {
-          main = m
-        }))
+        let main!: ProbeMain
+        yield* RpcEndpoint.scoped(probe({ capture: (m) => (main = m) }))
         const release = yield* Deferred.make<void>()
         yield* main.scheduleRunAsync(Effect.sync(() => void order.push("scheduled")), "10 millis")
         // The main thread is busy when the delay expires; "before" was queued earlier, "after" later.
@@ -1013,17 +958,3 @@ const baseHandlers = {
   never: () => Effect.never
 }
 
-function probeEndpoint(
-  capture: (main: RpcEndpoint.MainThread<readonly [typeof ProbeGateway]>) => void,
-  id?: string
-) {
-  return RpcEndpoint.make({
-    id,
-    gateways: [ProbeGateway],
-    init: (main) =>
-      Effect.sync(() => {
-        capture(main)
-        return { handlers: { ping: () => Effect.succeed("pong"), record: () => Effect.void } }
-      })
-  })
-}

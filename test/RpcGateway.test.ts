@@ -6,11 +6,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Fiber, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import { RpcEndpoint, RpcError, RpcGateway } from "effect-actor-rpc"
-import { service, TestGateway, testEndpoint, withService } from "./fixtures/common.js"
-
-const settle = Effect.gen(function*() {
-  for (let i = 0; i < 20; i++) yield* Effect.yieldNow
-})
+import { service, TestGateway, testEndpoint, withService, settle } from "./fixtures/common.js"
 
 const SlowGateway = RpcGateway.make("SlowGateway", {
   callThatTimesOut: RpcGateway.ask({ success: Schema.Number }),

@@ -4,11 +4,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Deferred, Effect, Exit, Fiber, Layer, Schema, Scope } from "effect"
 import { RpcEndpoint, RpcError, RpcGateway, RpcService } from "effect-actor-rpc"
-import { DifferentGateway, service, TestFailure, TestGateway, testEndpoint, withService } from "./fixtures/common.js"
-
-const settle = Effect.gen(function*() {
-  for (let i = 0; i < 20; i++) yield* Effect.yieldNow
-})
+import { DifferentGateway, service, TestFailure, TestGateway, testEndpoint, withService, settle } from "./fixtures/common.js"
 
 const StopGateway = RpcGateway.make("StopGateway", { ping: RpcGateway.ask({ success: Schema.String }) })
 
