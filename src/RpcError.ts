@@ -133,6 +133,8 @@ export const ConnectionFailureReason = Schema.Literals([
 ])
 
 /**
+ * One of the reasons a connection can fail.
+ *
  * @since 0.1.0
  */
 export type ConnectionFailureReason = typeof ConnectionFailureReason.Type
