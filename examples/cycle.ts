@@ -15,86 +15,54 @@ import { NodeRuntime } from "@effect/platform-node"
 import { Console, Effect, Schema } from "effect"
 import { RpcEndpoint, RpcGateway, RpcService } from "effect-actor-rpc"
 
-const PingGateway = RpcGateway.make("PingGateway", {
-  ping: RpcGateway.ask({ payload: Schema.Number, success: Schema.String })
-})
-const PongGateway = RpcGateway.make("PongGateway", {
-  pong: RpcGateway.ask({ payload: Schema.Number, success: Schema.String })
+// Both players speak one gateway: each hit is answered by hitting back, until the count reaches zero.
+const RallyGateway = RpcGateway.make("RallyGateway", {
+  hit: RpcGateway.ask({ payload: Schema.Number, success: Schema.String })
 })
 
-const Ping = RpcEndpoint.make({
-  id: "ping",
-  gateways: [PingGateway],
-  init: (main) =>
-    Effect.gen(function*() {
-      const service = yield* RpcService.RpcService
-      let pong: RpcGateway.Client<typeof PongGateway> | undefined
-      let exchanges = 0
-      return {
-        handlers: {
-          ping: (n) =>
-            Effect.gen(function*() {
-              yield* Console.log(`[ping] ping(${n}) received`)
-              if (n === 0) return "ping(0)"
-              const peer = pong!
-              // Wait for Pong off the main thread; re-enter our state through callAsync.
-              return RpcEndpoint.later(Effect.gen(function*() {
-                const reply = yield* peer.pong(n - 1)
-                const count = yield* main.callAsync(Effect.sync(() => ++exchanges), "1 second")
-                yield* Console.log(`[ping] ping(${n}) got "${reply}" (ping's exchange #${count})`)
-                return `ping(${n}) <- ${reply}`
-              }))
-            })
-        },
-        onStart: Effect.gen(function*() {
-          pong = yield* service.connect(`local://${service.name}/pong`, PongGateway)
-          yield* Console.log(`[ping] started, connected to ${pong.address}`)
-        })
-      }
-    })
-})
-
-const Pong = RpcEndpoint.make({
-  id: "pong",
-  gateways: [PongGateway],
-  init: (main) =>
-    Effect.gen(function*() {
-      const service = yield* RpcService.RpcService
-      let ping: RpcGateway.Client<typeof PingGateway> | undefined
-      let exchanges = 0
-      return {
-        handlers: {
-          pong: (n) =>
-            Effect.gen(function*() {
-              yield* Console.log(`[pong] pong(${n}) received`)
-              if (n === 0) return "pong(0)"
-              const peer = ping!
-              return RpcEndpoint.later(Effect.gen(function*() {
-                const reply = yield* peer.ping(n - 1)
-                const count = yield* main.callAsync(Effect.sync(() => ++exchanges), "1 second")
-                yield* Console.log(`[pong] pong(${n}) got "${reply}" (pong's exchange #${count})`)
-                return `pong(${n}) <- ${reply}`
-              }))
-            })
-        },
-        onStart: Effect.gen(function*() {
-          ping = yield* service.connect(`local://${service.name}/ping`, PingGateway)
-          yield* Console.log(`[pong] started, connected to ${ping.address}`)
-        })
-      }
-    })
-})
+const player = (name: string, peerName: string) =>
+  RpcEndpoint.make({
+    id: name,
+    gateways: [RallyGateway],
+    init: (main) =>
+      Effect.gen(function*() {
+        const service = yield* RpcService.RpcService
+        let peer: RpcGateway.Client<typeof RallyGateway> | undefined
+        let exchanges = 0
+        return {
+          handlers: {
+            hit: (n) =>
+              Effect.gen(function*() {
+                yield* Console.log(`[${name}] ${name}(${n}) received`)
+                if (n === 0) return `${name}(0)`
+                const other = peer!
+                // Wait for the peer off the main thread; re-enter our state through callAsync.
+                return RpcEndpoint.later(Effect.gen(function*() {
+                  const reply = yield* other.hit(n - 1)
+                  const count = yield* main.callAsync(Effect.sync(() => ++exchanges), "1 second")
+                  yield* Console.log(`[${name}] ${name}(${n}) got "${reply}" (${name}'s exchange #${count})`)
+                  return `${name}(${n}) <- ${reply}`
+                }))
+              })
+          },
+          onStart: Effect.gen(function*() {
+            peer = yield* service.connect(`local://${service.name}/${peerName}`, RallyGateway)
+            yield* Console.log(`[${name}] started, connected to ${peer.address}`)
+          })
+        }
+      })
+  })
 
 const program = Effect.gen(function*() {
   const service = yield* RpcService.RpcService
   // Create both servers first (stopped: they answer connects but not calls), then start them.
-  const pingServer = yield* service.startServer(Ping)
-  const pongServer = yield* service.startServer(Pong)
+  const pingServer = yield* service.startServer(player("ping", "pong"))
+  const pongServer = yield* service.startServer(player("pong", "ping"))
   yield* pingServer.start
   yield* pongServer.start
 
-  const ping = yield* service.connect(pingServer.address, PingGateway)
-  const result = yield* ping.ping(5, { timeout: "2 seconds" })
+  const ping = yield* service.connect(pingServer.address, RallyGateway)
+  const result = yield* ping.hit(5, { timeout: "2 seconds" })
   yield* Console.log(`[client] ping(5) = ${result}`)
 })
 
