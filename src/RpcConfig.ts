@@ -3,7 +3,8 @@
  *
  * `RpcConfig` is a `Context.Reference`, so a service built without any configuration Layer uses `defaults`.
  * Override it with `RpcConfig.layer({ ... })`, or read it from the environment with `RpcConfig.layerFromEnv()`
- * (variables `RPC_ASK_TIMEOUT`, `RPC_MAXIMUM_FRAME_SIZE`, `RPC_CAPTURE_ASK_CALL_SITE`, `RPC_MAILBOX_THROUGHPUT`).
+ * (variables `RPC_ASK_TIMEOUT`, `RPC_MAXIMUM_FRAME_SIZE`, `RPC_BIND_PORT`, `RPC_TLS_CERT`, ...: each field's name in
+ * constant case after `RPC_`).
  *
  * @since 0.1.0
  */
@@ -13,6 +14,7 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 
 /**
  * The configuration record of an RpcService.
@@ -40,10 +42,42 @@ export interface RpcConfig {
    * one busy endpoint's throughput, lower favours fairness between endpoints (Pekko's dispatcher throughput).
    */
   readonly mailboxThroughput: number
+  /** How often a connection sends a heartbeat to its peer (1 s). */
+  readonly heartbeatInterval: Duration.Duration
+  /**
+   * How long a connection may hear nothing from its peer before it declares the peer dead and fails every call
+   * in flight to it with `RecipientUnreachableError` (10 s, Pekko's watch failure detector). Keep it several
+   * heartbeat intervals long so a busy event loop or a garbage collection pause is not taken for a death.
+   */
+  readonly heartbeatPause: Duration.Duration
+  /** How long opening a connection (TCP connect, TLS handshake and hello) may take before it fails (5 s). */
+  readonly connectTimeout: Duration.Duration
+  /** The interface a TCP or TLS transport listens on ("127.0.0.1": only this machine; "0.0.0.0" for all). */
+  readonly bindHost: string
+  /** The port or port range to listen on: "0" (any free port), "6123", "50100-50200" or "50100-50200,50300". */
+  readonly bindPort: string
+  /** The host put into this service's addresses, when it differs from `bindHost` (NAT, containers). */
+  readonly externalHost: string | undefined
+  /** The port put into this service's addresses, when it differs from the bound port (port forwarding). */
+  readonly externalPort: number | undefined
+  /** TLS private key: a PEM string or the path of a PEM file. */
+  readonly tlsKey: string | undefined
+  /** TLS certificate (chain): a PEM string or the path of a PEM file. */
+  readonly tlsCert: string | undefined
+  /** The CA certificates that peers' certificates must chain to: a PEM string or the path of a PEM file. */
+  readonly tlsCa: string | undefined
+  /** Require and verify a client certificate on inbound TLS connections (mutual TLS; on by default). */
+  readonly tlsRequireClientCert: boolean
+  /**
+   * If not empty, a TLS peer is trusted only if its certificate's SHA-256 fingerprint (as Node prints it,
+   * "AB:CD:...") is one of these, in addition to chaining to `tlsCa`.
+   */
+  readonly tlsPinnedFingerprints: ReadonlyArray<string>
 }
 
 /**
- * The defaults: ask timeout 10 s, frame size 10 MiB, call-site capture on, mailbox throughput 64.
+ * The defaults: ask timeout 10 s, frame size 10 MiB, call-site capture on, mailbox throughput 64, heartbeats every
+ * 1 s with a 10 s pause, listening on 127.0.0.1 on any free port, mutual TLS.
  *
  * @since 0.1.0
  */
@@ -51,7 +85,19 @@ export const defaults: RpcConfig = {
   askTimeout: Duration.seconds(10),
   maximumFrameSize: 10 * 1024 * 1024,
   captureAskCallSite: true,
-  mailboxThroughput: 64
+  mailboxThroughput: 64,
+  heartbeatInterval: Duration.seconds(1),
+  heartbeatPause: Duration.seconds(10),
+  connectTimeout: Duration.seconds(5),
+  bindHost: "127.0.0.1",
+  bindPort: "0",
+  externalHost: undefined,
+  externalPort: undefined,
+  tlsKey: undefined,
+  tlsCert: undefined,
+  tlsCa: undefined,
+  tlsRequireClientCert: true,
+  tlsPinnedFingerprints: []
 }
 
 /**
@@ -71,6 +117,9 @@ export const RpcConfig: Context.Reference<RpcConfig> = Context.Reference<RpcConf
 export const layer = (options?: Partial<RpcConfig> | undefined): Layer.Layer<never> =>
   Layer.succeed(RpcConfig)({ ...defaults, ...options })
 
+const optional = <A>(config: Config.Config<A>): Config.Config<A | undefined> =>
+  Config.option(config).pipe(Config.map(Option.getOrUndefined))
+
 /**
  * The configuration as a `Config`, each key falling back to its default (keys are the record's field names).
  *
@@ -80,7 +129,24 @@ export const config: Config.Config<RpcConfig> = Config.all({
   askTimeout: Config.Duration("askTimeout").pipe(Config.withDefault(defaults.askTimeout)),
   maximumFrameSize: Config.Int("maximumFrameSize").pipe(Config.withDefault(defaults.maximumFrameSize)),
   captureAskCallSite: Config.Boolean("captureAskCallSite").pipe(Config.withDefault(defaults.captureAskCallSite)),
-  mailboxThroughput: Config.Int("mailboxThroughput").pipe(Config.withDefault(defaults.mailboxThroughput))
+  mailboxThroughput: Config.Int("mailboxThroughput").pipe(Config.withDefault(defaults.mailboxThroughput)),
+  heartbeatInterval: Config.Duration("heartbeatInterval").pipe(Config.withDefault(defaults.heartbeatInterval)),
+  heartbeatPause: Config.Duration("heartbeatPause").pipe(Config.withDefault(defaults.heartbeatPause)),
+  connectTimeout: Config.Duration("connectTimeout").pipe(Config.withDefault(defaults.connectTimeout)),
+  bindHost: Config.String("bindHost").pipe(Config.withDefault(defaults.bindHost)),
+  bindPort: Config.String("bindPort").pipe(Config.withDefault(defaults.bindPort)),
+  externalHost: optional(Config.String("externalHost")),
+  externalPort: optional(Config.Port("externalPort")),
+  tlsKey: optional(Config.String("tlsKey")),
+  tlsCert: optional(Config.String("tlsCert")),
+  tlsCa: optional(Config.String("tlsCa")),
+  tlsRequireClientCert: Config.Boolean("tlsRequireClientCert").pipe(
+    Config.withDefault(defaults.tlsRequireClientCert)
+  ),
+  tlsPinnedFingerprints: Config.String("tlsPinnedFingerprints").pipe(
+    Config.map((list) => list.split(",").map((item) => item.trim()).filter((item) => item !== "")),
+    Config.withDefault(defaults.tlsPinnedFingerprints)
+  )
 }).pipe(Config.nested("rpc"))
 
 /**

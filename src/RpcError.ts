@@ -128,6 +128,8 @@ export const ConnectionFailureReason = Schema.Literals([
   "GatewayNotServed",
   "GatewayMismatch",
   "VersionMismatch",
+  "UnknownHost",
+  "Refused",
   "Unreachable",
   "Untrusted"
 ])
@@ -239,6 +241,51 @@ export class RemoteDefectError extends Schema.TaggedError<RemoteDefectError>()("
 }
 
 /**
+ * A payload, reply or fencing token could not be encoded or decoded with its Schema (remote calls only). A
+ * request that does not encode fails at the caller and nothing is sent.
+ *
+ * @since 0.1.0
+ */
+export class RpcSerializationError extends Schema.TaggedError<RpcSerializationError>()("RpcSerializationError", {
+  address: Schema.String,
+  method: Schema.String,
+  direction: Schema.Literals(["request", "response"]),
+  operation: Schema.Literals(["encode", "decode"]),
+  detail: Schema.String
+}) {
+  /** @since 0.1.0 */
+  readonly [TypeId] = TypeId
+
+  override get message(): string {
+    const side = this.operation === "encode"
+      ? (this.direction === "request" ? "the caller" : "the endpoint")
+      : (this.direction === "request" ? "the endpoint" : "the caller")
+    return `Could not ${this.operation} the ${this.direction} of ${where(this.address, this.method)} on ${side}: ` +
+      `${this.detail}. Check that the value matches the method's Schema and that both sides run the same ` +
+      `version of the gateway.`
+  }
+}
+
+/**
+ * A transport could not listen: every port of the range is taken, or the host cannot be bound.
+ *
+ * @since 0.1.0
+ */
+export class RpcBindError extends Schema.TaggedError<RpcBindError>()("RpcBindError", {
+  host: Schema.String,
+  portRange: Schema.String,
+  detail: Schema.String
+}) {
+  /** @since 0.1.0 */
+  readonly [TypeId] = TypeId
+
+  override get message(): string {
+    return `Could not bind an RpcService to ${this.host} on port range "${this.portRange}": ${this.detail}. ` +
+      `Free a port of the range, widen it, or use "0" for any free port.`
+  }
+}
+
+/**
  * An endpoint's `onStart` failed, so the endpoint terminated; its termination fails with this error.
  *
  * @since 0.1.0
@@ -289,6 +336,7 @@ export type RpcCallError =
   | RpcServiceStoppedError
   | FrameTooLargeError
   | RemoteDefectError
+  | RpcSerializationError
 
 /**
  * Every error of this module.
@@ -298,6 +346,7 @@ export type RpcCallError =
 export type RpcError =
   | RpcCallError
   | RpcConnectionError
+  | RpcBindError
   | EndpointIdInUseError
   | EndpointStartError
   | MainThreadViolationError
@@ -314,7 +363,8 @@ export const RpcCallError = Schema.Union([
   FencingTokenError,
   RpcServiceStoppedError,
   FrameTooLargeError,
-  RemoteDefectError
+  RemoteDefectError,
+  RpcSerializationError
 ])
 
 /**
