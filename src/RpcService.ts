@@ -1,6 +1,7 @@
 /**
  * The RpcService: starts and stops endpoints, connects to addresses, owns every endpoint it started and shuts
- * them all down (Flink's `RpcService`). Provide it with a Layer: `RpcService.layerLocal()` in-process.
+ * them all down (Flink's `RpcService`). Provide it with a Layer: `RpcService.layerLocal()` in-process,
+ * `RpcService.layerTcp()` over TCP or `RpcService.layerTls()` over mutual TLS.
  *
  * @since 0.1.0
  */
@@ -8,12 +9,15 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
+import * as Result from "effect/Result"
 import * as Service from "./internal/service.js"
+import * as Transport from "./internal/transport.js"
 import { RpcConfig } from "./RpcConfig.js"
-import type {
-  EndpointIdInUseError,
-  RpcConnectionError,
-  RpcServiceStoppedError
+import {
+  type EndpointIdInUseError,
+  RpcBindError,
+  type RpcConnectionError,
+  type RpcServiceStoppedError
 } from "./RpcError.js"
 import type * as RpcEndpoint from "./RpcEndpoint.js"
 import type * as RpcGateway from "./RpcGateway.js"
@@ -83,6 +87,9 @@ export interface LocalOptions {
  * @since 0.1.0
  */
 export const makeLocal = (options?: LocalOptions | undefined): Effect.Effect<RpcServiceShape, never, Scope.Scope> =>
+  Effect.map(makeService(options), (service) => RpcService.of(service))
+
+const makeService = (options: LocalOptions | undefined) =>
   Effect.gen(function*() {
     const config = yield* RpcConfig
     const service = new Service.LocalService(options?.name ?? Service.freshName(), config)
@@ -95,7 +102,7 @@ export const makeLocal = (options?: LocalOptions | undefined): Effect.Effect<Rpc
         )
       )
     )
-    return RpcService.of(service)
+    return service
   })
 
 /**
@@ -105,3 +112,104 @@ export const makeLocal = (options?: LocalOptions | undefined): Effect.Effect<Rpc
  */
 export const layerLocal = (options?: LocalOptions | undefined): Layer.Layer<RpcService> =>
   Layer.effect(RpcService)(makeLocal(options))
+
+/**
+ * Options of a TCP service; each one overrides the matching `RpcConfig` field.
+ *
+ * @since 0.1.0
+ */
+export interface TcpOptions extends LocalOptions {
+  /** The interface to listen on (`RpcConfig.bindHost`, "127.0.0.1" by default; "0.0.0.0" for every interface). */
+  readonly host?: string | undefined
+  /** The port or port range: "0" (any), 6123, "50100-50200" (`RpcConfig.bindPort`). */
+  readonly port?: string | number | undefined
+  /** The host to advertise in addresses when it differs from the bind host (`RpcConfig.externalHost`). */
+  readonly externalHost?: string | undefined
+  /** The port to advertise when it differs from the bound port (`RpcConfig.externalPort`). */
+  readonly externalPort?: number | undefined
+}
+
+/**
+ * Options of a mutual-TLS service: key, certificate and CA as PEM strings or file paths (default: the `RpcConfig`
+ * `tls*` fields).
+ *
+ * @since 0.1.0
+ */
+export interface TlsOptions extends TcpOptions {
+  readonly key?: string | undefined
+  readonly cert?: string | undefined
+  readonly ca?: string | undefined
+  /** Require a client certificate that chains to `ca` (default true: mutual TLS). */
+  readonly requireClientCert?: boolean | undefined
+  /** Trust only peers whose certificate has one of these SHA-256 fingerprints ("AB:CD:..."). */
+  readonly pinnedFingerprints?: ReadonlyArray<string> | undefined
+}
+
+const makeRemote = (options: TlsOptions | undefined, tls: boolean) =>
+  Effect.gen(function*() {
+    const config = yield* RpcConfig
+    const listen: Transport.ListenSettings = {
+      host: options?.host ?? config.bindHost,
+      port: String(options?.port ?? config.bindPort),
+      externalHost: options?.externalHost ?? config.externalHost,
+      externalPort: options?.externalPort ?? config.externalPort
+    }
+    let settings: Transport.TlsSettings | undefined
+    if (tls) {
+      const key = Transport.loadPem("key", options?.key ?? config.tlsKey)
+      const cert = Transport.loadPem("cert", options?.cert ?? config.tlsCert)
+      const ca = Transport.loadPem("ca", options?.ca ?? config.tlsCa)
+      for (const loaded of [key, cert, ca]) {
+        if (Result.isFailure(loaded)) {
+          return yield* Effect.fail(new RpcBindError({ host: listen.host, portRange: listen.port, detail: loaded.failure }))
+        }
+      }
+      settings = {
+        key: Result.getOrThrow(key),
+        cert: Result.getOrThrow(cert),
+        ca: Result.getOrThrow(ca),
+        requireClientCert: options?.requireClientCert ?? config.tlsRequireClientCert,
+        pinnedFingerprints: options?.pinnedFingerprints ?? config.tlsPinnedFingerprints
+      }
+    }
+    const service = yield* makeService(options)
+    const transport = yield* Transport.make(
+      { serviceName: service.name, config, lookup: (endpointId) => service.endpoint(endpointId) },
+      listen,
+      settings
+    )
+    service.attach(transport)
+    return RpcService.of(service)
+  })
+
+/**
+ * Makes an RpcService that listens on TCP (`rpc://host:port/endpointId` addresses) and shuts down with the scope.
+ *
+ * @since 0.1.0
+ */
+export const makeTcp = (options?: TcpOptions | undefined): Effect.Effect<RpcServiceShape, RpcBindError, Scope.Scope> =>
+  makeRemote(options, false)
+
+/**
+ * Makes an RpcService that listens on mutual TLS (`rpcs://host:port/endpointId`) and shuts down with the scope.
+ *
+ * @since 0.1.0
+ */
+export const makeTls = (options?: TlsOptions | undefined): Effect.Effect<RpcServiceShape, RpcBindError, Scope.Scope> =>
+  makeRemote(options, true)
+
+/**
+ * Provides an RpcService over TCP; it reaches `rpc://` addresses and still serves `local://` ones in-process.
+ *
+ * @since 0.1.0
+ */
+export const layerTcp = (options?: TcpOptions | undefined): Layer.Layer<RpcService, RpcBindError> =>
+  Layer.effect(RpcService)(makeTcp(options))
+
+/**
+ * Provides an RpcService over mutual TLS; peers must present certificates that chain to the configured CA.
+ *
+ * @since 0.1.0
+ */
+export const layerTls = (options?: TlsOptions | undefined): Layer.Layer<RpcService, RpcBindError> =>
+  Layer.effect(RpcService)(makeTls(options))

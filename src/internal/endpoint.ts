@@ -32,6 +32,11 @@ import * as Mailbox from "./mailbox.js"
 /** The token carried by a message sent without fencing (an unfenced client, or unfenced self-work). */
 export const NoToken: unique symbol = Symbol.for("effect-actor-rpc/NoToken")
 
+/** A fencing token from the wire that the endpoint's token Schema does not accept: it matches no token. */
+export class UndecodableToken {
+  constructor(readonly raw: unknown) {}
+}
+
 /** How a reply reaches its caller: called once with the outcome. */
 export type Resume = (exit: Exit.Exit<unknown, unknown>) => void
 
@@ -87,6 +92,7 @@ export class EndpointRuntime {
   private token: Option.Option<unknown>
   private readonly tokenEquals: (a: unknown, b: unknown) => boolean
   private readonly formatToken: (token: unknown) => string
+  private readonly decodeWireToken: (raw: unknown) => unknown
   readonly served: Map<string, RpcGateway.Any>
   readonly mailbox: Mailbox.Mailbox<Envelope>
   readonly address: string
@@ -109,12 +115,21 @@ export class EndpointRuntime {
     if (fencing === undefined) {
       this.tokenEquals = Equal.equals
       this.formatToken = describe
+      this.decodeWireToken = () => NoToken
     } else {
       const equivalence = Schema.toEquivalence(fencing.schema)
       const encode = Schema.encodeUnknownOption(fencing.schema)
+      const is = Schema.is(fencing.schema)
+      const decode = Schema.decodeUnknownOption(fencing.schema)
       this.tokenEquals = (a, b) => a === b || equivalence(a, b)
       this.formatToken = (token) =>
-        Option.match(encode(token), { onNone: () => describe(token), onSome: (encoded) => describe(encoded) })
+        token instanceof UndecodableToken ? describe(token.raw) : Option.match(encode(token), {
+          onNone: () => describe(token),
+          onSome: (encoded) => describe(encoded)
+        })
+      // Tokens cross the wire as plain data: either the token itself, or its Schema's encoded form.
+      this.decodeWireToken = (raw) =>
+        is(raw) ? raw : Option.getOrElse(decode(raw), () => new UndecodableToken(raw))
     }
     this.termination = Deferred.makeUnsafe<void, unknown>()
     this.startup = Deferred.makeUnsafe<void, EndpointStartError>()
@@ -156,6 +171,11 @@ export class EndpointRuntime {
     if (this.stopRequested) return
     this.stopRequested = true
     this.mailbox.offer(STOP)
+  }
+
+  /** The token a remote message carried, as this endpoint's token Schema reads it. */
+  decodeToken(raw: unknown): unknown {
+    return this.decodeWireToken(raw)
   }
 
   currentToken(): unknown {
@@ -317,7 +337,7 @@ export class EndpointRuntime {
     if (received === NoToken) {
       return new FencingTokenError({ address: this.address, method, reason: "Missing", expected: this.formatToken(expected.value) })
     }
-    if (!this.tokenEquals(received, expected.value)) {
+    if (received instanceof UndecodableToken || !this.tokenEquals(received, expected.value)) {
       return new FencingTokenError({
         address: this.address,
         method,

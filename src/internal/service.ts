@@ -6,19 +6,26 @@
 import { randomUUID } from "node:crypto"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Result from "effect/Result"
 import * as Scope from "effect/Scope"
 import * as RpcAddress from "../RpcAddress.js"
 import type { RpcConfig } from "../RpcConfig.js"
-import { EndpointIdInUseError, RpcConnectionError, RpcServiceStoppedError } from "../RpcError.js"
+import {
+  EndpointIdInUseError,
+  RecipientUnreachableError,
+  RpcConnectionError,
+  RpcServiceStoppedError
+} from "../RpcError.js"
 import type * as RpcEndpoint from "../RpcEndpoint.js"
 import type * as RpcGateway from "../RpcGateway.js"
 import type { RpcServer } from "../RpcServer.js"
 import type { RpcServiceShape } from "../RpcService.js"
 import * as Client from "./client.js"
 import { EndpointRuntime, type Host, type Invoke, NoToken } from "./endpoint.js"
+import type { Transport } from "./transport.js"
 
 const services = new Map<string, LocalService>()
 let nextServiceNumber = 0
@@ -44,6 +51,7 @@ export class LocalService implements RpcServiceShape, Host {
   private readonly shutdownResult = Deferred.makeUnsafe<void, unknown>()
   private readonly origin: Client.Origin
   private readonly selfClients = new WeakMap<EndpointRuntime, Map<string, RpcGateway.Client<any>>>()
+  private transport: Transport | undefined
   readonly throughput: number
 
   constructor(readonly name: string, readonly config: RpcConfig) {
@@ -55,10 +63,28 @@ export class LocalService implements RpcServiceShape, Host {
     this.origin = { name, config, isStopped: () => this.lifecycle === "stopped" }
   }
 
+  /** Gives the service a socket transport: its endpoints get `rpc://` (or `rpcs://`) addresses from then on. */
+  attach(transport: Transport): void {
+    this.transport = transport
+  }
+
+  /** The live endpoint with that id, for transports. */
+  endpoint(endpointId: string): EndpointRuntime | undefined {
+    return this.endpoints.get(endpointId)
+  }
+
+  /** How many connections the service's transport has open (0 without one). */
+  get connectionCount(): number {
+    return this.transport?.connectionCount ?? 0
+  }
+
   // Host ------------------------------------------------------------------------------------------------------------
 
   address(endpointId: string): string {
-    return RpcAddress.local(this.name, endpointId)
+    const transport = this.transport
+    return transport === undefined
+      ? RpcAddress.local(this.name, endpointId)
+      : RpcAddress.format({ protocol: transport.protocol, authority: transport.authority, endpointId })
   }
 
   unregister(runtime: EndpointRuntime): void {
@@ -155,22 +181,81 @@ export class LocalService implements RpcServiceShape, Host {
     }
   }
 
-  private resolve(address: string, gateway: RpcGateway.Any): Result.Result<EndpointRuntime, RpcConnectionError> {
+  private remotePort(address: string, authority: string, endpointId: string): Client.Port {
+    const transport = this.transport!
+    const gone = (gateway: RpcGateway.Any, method: string) =>
+      Effect.fail(
+        new RecipientUnreachableError({
+          address,
+          method: `${gateway.name}.${method}`,
+          reason: `RpcService ${this.name} is closing its connections`
+        })
+      )
+    return {
+      address,
+      ask: (gateway, method, payload, token) =>
+        Effect.suspend(() => {
+          const connection = transport.connectionTo(authority)
+          return connection === undefined
+            ? gone(gateway, method)
+            : connection.ask(address, endpointId, gateway, method, payload, token)
+        }),
+      tell: (gateway, method, payload, token) =>
+        Effect.suspend(() => {
+          const connection = transport.connectionTo(authority)
+          return connection === undefined
+            ? gone(gateway, method)
+            : connection.tell(address, endpointId, gateway, method, payload, token)
+        })
+    }
+  }
+
+  /** Where an address leads: an endpoint of this process, or a remote service to handshake with. */
+  private resolve(
+    address: string,
+    gateway: RpcGateway.Any
+  ): Result.Result<
+    { readonly _tag: "Local"; readonly runtime: EndpointRuntime } | {
+      readonly _tag: "Remote"
+      readonly authority: string
+      readonly endpointId: string
+    },
+    RpcConnectionError
+  > {
     const fail = (reason: RpcConnectionError["reason"], detail: string) =>
       Result.fail(new RpcConnectionError({ address, gateway: gateway.name, reason, detail }))
     const parsed = RpcAddress.parse(address)
     if (Result.isFailure(parsed)) return fail("InvalidAddress", parsed.failure)
     const { authority, endpointId, protocol } = parsed.success
-    if (protocol !== "local") {
-      return fail("Unreachable", `this RpcService has no transport for ${protocol}:// addresses; provide one`)
-    }
-    const service = lookup(authority)
-    if (service === undefined) {
-      return fail("UnknownService", `no RpcService named "${authority}" runs in this process`)
+    let service: LocalService | undefined
+    if (protocol === "local") {
+      service = lookup(authority)
+      if (service === undefined) {
+        return fail("UnknownService", `no RpcService named "${authority}" runs in this process`)
+      }
+    } else {
+      const transport = this.transport
+      if (transport === undefined) {
+        return fail(
+          "Unreachable",
+          `RpcService ${this.name} runs in-process only; provide it with RpcService.layerTcp or layerTls to reach ` +
+            `${protocol}:// addresses`
+        )
+      }
+      if (protocol !== transport.protocol) {
+        return fail(
+          "InvalidAddress",
+          `RpcService ${this.name} speaks ${transport.protocol}:// ` +
+            `(${transport.protocol === "rpcs" ? "TLS" : "plain TCP"}); it cannot reach a ${protocol}:// address`
+        )
+      }
+      if (authority !== transport.authority) return Result.succeed({ _tag: "Remote", authority, endpointId })
+      // An address of this very service takes the local path: no encoding, no socket.
+      service = this
     }
     const runtime = service.endpoints.get(endpointId)
     if (runtime === undefined) {
-      return fail("UnknownEndpoint", `no endpoint "${endpointId}" runs on RpcService ${authority}`)
+      return fail("UnknownEndpoint", `no endpoint "${endpointId}" runs on RpcService ${service.name}`)
     }
     const served = runtime.served.get(gateway.name)
     if (served === undefined) {
@@ -186,7 +271,7 @@ export class LocalService implements RpcServiceShape, Host {
           `${gateway.fingerprint}: the two sides were built from different Schemas`
       )
     }
-    return Result.succeed(runtime)
+    return Result.succeed({ _tag: "Local", runtime })
   }
 
   private connectWith<G extends RpcGateway.Any>(
@@ -198,7 +283,29 @@ export class LocalService implements RpcServiceShape, Host {
       if (this.lifecycle !== "running") return Effect.fail(this.stoppedError(`connect to ${address}`))
       const resolved = this.resolve(address, gateway)
       if (Result.isFailure(resolved)) return Effect.fail(resolved.failure)
-      return Effect.succeed(Client.make(gateway, this.port(resolved.success), this.origin, token))
+      const target = resolved.success
+      if (target._tag === "Local") {
+        return Effect.succeed(Client.make(gateway, this.port(target.runtime), this.origin, token))
+      }
+      const connection = this.transport!.connectionTo(target.authority)
+      if (connection === undefined) return Effect.fail(this.stoppedError(`connect to ${address}`))
+      const timeout = this.config.connectTimeout
+      const port = this.remotePort(address, target.authority, target.endpointId)
+      return connection.handshake(address, target.endpointId, gateway).pipe(
+        Effect.timeoutOrElse({
+          duration: timeout,
+          orElse: () =>
+            Effect.fail(
+              new RpcConnectionError({
+                address,
+                gateway: gateway.name,
+                reason: "Unreachable",
+                detail: `no handshake answer within ${Duration.format(timeout)} (RpcConfig.connectTimeout)`
+              })
+            )
+        }),
+        Effect.as(Client.make(gateway, port, this.origin, token))
+      )
     })
   }
 
@@ -227,6 +334,7 @@ export class LocalService implements RpcServiceShape, Host {
       return Effect.forEach(runtimes, (runtime) => Effect.exit(Deferred.await(runtime.termination)), {
         concurrency: "unbounded"
       }).pipe(
+        Effect.flatMap((exits) => Effect.as(this.transport?.close ?? Effect.void, exits)),
         Effect.flatMap((exits) =>
           Effect.sync(() => {
             this.lifecycle = "stopped"

@@ -1,0 +1,670 @@
+/**
+ * One connection between two services: it multiplexes every endpoint and call in both directions over one
+ * socket. The reader fiber decodes frames and dispatches them synchronously, so calls from one sender reach the
+ * endpoint's mailbox in the order they were sent; the writer fiber sends every frame queued since its last turn
+ * in one write; the heartbeat fiber declares the peer dead when it has been silent for the configured pause.
+ * Closing a connection, for whatever reason, fails each call in flight on it at once.
+ */
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Result from "effect/Result"
+import * as Schema from "effect/Schema"
+import type * as Socket from "effect/socket/Socket"
+import * as RpcAddress from "../RpcAddress.js"
+import type { RpcConfig } from "../RpcConfig.js"
+import {
+  type ConnectionFailureReason,
+  describe,
+  FrameTooLargeError,
+  RecipientUnreachableError,
+  RemoteDefectError,
+  RpcCallError,
+  RpcConnectionError,
+  RpcSerializationError
+} from "../RpcError.js"
+import type * as RpcGateway from "../RpcGateway.js"
+import { type EndpointRuntime, NoToken, type Resume } from "./endpoint.js"
+import * as Frame from "./frame.js"
+import * as Wire from "./wire.js"
+
+/** What a connection needs from the service it belongs to. */
+export interface ConnectionHost {
+  readonly serviceName: string
+  readonly config: RpcConfig
+  /** Fresh for every run of a service, so a peer can tell a restarted service from the one it knew. */
+  readonly incarnation: string
+  /** This service's advertised `host:port`. */
+  readonly authority: string
+  readonly protocol: "rpc" | "rpcs"
+  readonly lookup: (endpointId: string) => EndpointRuntime | undefined
+  /** An inbound connection's peer said who it is: calls to that peer may use this connection. */
+  readonly register: (connection: Connection, peerAuthority: string) => void
+  readonly unregister: (connection: Connection) => void
+}
+
+/** Why a connection could not be opened. */
+export interface OpenFailure {
+  readonly reason: ConnectionFailureReason
+  readonly detail: string
+}
+
+interface PendingAsk {
+  readonly _tag: "Ask"
+  readonly address: string
+  readonly method: string
+  readonly spec: RpcGateway.Method
+  readonly resume: Resume
+}
+
+interface PendingConnect {
+  readonly _tag: "Connect"
+  readonly resume: (failure: OpenFailure | undefined) => void
+}
+
+type State = "opening" | "open" | "closed"
+
+const qualify = (gateway: string, method: string) => `${gateway}.${method}`
+
+const unreachable = (address: string, method: string, reason: string) =>
+  Exit.fail(new RecipientUnreachableError({ address, method, reason }))
+
+const encodeRpcError = (error: RpcCallError) => Wire.encodeValue(RpcCallError, error)
+const decodeRpcError = (wire: unknown) => Wire.decodeValue(RpcCallError, wire)
+const isRpcCallError = Schema.is(RpcCallError)
+
+/** A connection, from the moment it is dialled or accepted until it closes. */
+export class Connection {
+  state: State = "opening"
+  /** What the peer told about itself in its hello. */
+  peer: { readonly incarnation: string; readonly service: string; readonly maximumFrameSize: number } | undefined
+  /** Why the connection closed, once it has. */
+  closedBecause: OpenFailure | undefined
+  private nextId = 1
+  private readonly pending = new Map<number, PendingAsk | PendingConnect>()
+  private outbound: Array<Uint8Array> = []
+  private wakeWriter: (() => void) | undefined
+  private lastHeard = 0
+  private readonly decoder: Frame.FrameDecoder
+  /** Completes when both hellos are through; fails with why the connection could not be opened. */
+  readonly opened = Deferred.makeUnsafe<void, OpenFailure>()
+  /** Completes when the connection has closed. */
+  readonly closed = Deferred.makeUnsafe<void>()
+
+  constructor(
+    readonly host: ConnectionHost,
+    /** `host:port` of the peer as dialled, or its remote address for an accepted connection. */
+    readonly peerLabel: string,
+    readonly direction: "outbound" | "inbound"
+  ) {
+    this.decoder = new Frame.FrameDecoder(host.config.maximumFrameSize)
+    if (direction === "outbound") this.sendHello()
+  }
+
+  private get limit(): number {
+    const own = this.host.config.maximumFrameSize
+    return this.peer === undefined ? own : Math.min(own, this.peer.maximumFrameSize)
+  }
+
+  private sendHello(): void {
+    const { authority, config, incarnation, serviceName } = this.host
+    this.push(Wire.hello(incarnation, serviceName, authority, config.maximumFrameSize))
+  }
+
+  private push(frame: Wire.OutFrame): void {
+    this.outbound.push(frame.header, frame.body)
+    const wake = this.wakeWriter
+    if (wake !== undefined) {
+      this.wakeWriter = undefined
+      wake()
+    }
+  }
+
+  private takeId(): number {
+    const id = this.nextId
+    this.nextId = id === 0x7fffffff ? 1 : id + 1
+    return id
+  }
+
+  private lostReason(): string {
+    const because = this.closedBecause
+    return `the connection to ${this.peerLabel} closed (${because?.detail ?? "closed"})`
+  }
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // Calls out
+  // ---------------------------------------------------------------------------------------------------------------
+
+  /** The per-gateway handshake: does the peer's endpoint serve this gateway, built from the same Schemas? */
+  handshake(address: string, endpointId: string, gateway: RpcGateway.Any): Effect.Effect<void, RpcConnectionError> {
+    const fail = (failure: OpenFailure) =>
+      Effect.fail(new RpcConnectionError({ address, gateway: gateway.name, ...failure }))
+    return Deferred.await(this.opened).pipe(
+      Effect.catch(fail),
+      Effect.andThen(Effect.callback<void, RpcConnectionError>((resume) => {
+        if (this.state === "closed") {
+          resume(fail(this.closedBecause ?? { reason: "Unreachable", detail: "the connection closed" }))
+          return
+        }
+        const id = this.takeId()
+        this.pending.set(id, {
+          _tag: "Connect",
+          resume: (failure) => resume(failure === undefined ? Effect.void : fail(failure))
+        })
+        this.push(Wire.connect(id, endpointId, gateway.name, gateway.fingerprint))
+        return Effect.sync(() => this.pending.delete(id))
+      }))
+    )
+  }
+
+  /** Encodes the payload and token; a value that does not encode, or a frame over the limit, sends nothing. */
+  private encodeCall(
+    tell: boolean,
+    id: number,
+    address: string,
+    endpointId: string,
+    gateway: RpcGateway.Any,
+    method: string,
+    payload: unknown,
+    token: unknown
+  ): Result.Result<Wire.OutFrame, RpcSerializationError | FrameTooLargeError> {
+    const qualified = qualify(gateway.name, method)
+    const spec = (gateway.methods as RpcGateway.Methods)[method]!
+    const encoded = Wire.encodeValue(spec.payload, payload)
+    if (Result.isFailure(encoded)) {
+      return Result.fail(
+        new RpcSerializationError({
+          address,
+          method: qualified,
+          direction: "request",
+          operation: "encode",
+          detail: encoded.failure
+        })
+      )
+    }
+    let frame: Wire.OutFrame
+    try {
+      frame = Wire.invoke(
+        tell,
+        id,
+        endpointId,
+        gateway.name,
+        method,
+        token === NoToken ? undefined : { value: token },
+        encoded.success
+      )
+    } catch (error) {
+      return Result.fail(
+        new RpcSerializationError({
+          address,
+          method: qualified,
+          direction: "request",
+          operation: "encode",
+          detail: `the fencing token or payload cannot be packed: ${describe(error)}`
+        })
+      )
+    }
+    const limit = this.limit
+    if (frame.body.length > limit) {
+      return Result.fail(
+        new FrameTooLargeError({ address, method: qualified, direction: "request", size: frame.body.length, limit })
+      )
+    }
+    return Result.succeed(frame)
+  }
+
+  /** Sends an ask; the effect completes with the decoded reply, or fails at once if the connection closes. */
+  ask(
+    address: string,
+    endpointId: string,
+    gateway: RpcGateway.Any,
+    method: string,
+    payload: unknown,
+    token: unknown
+  ): Effect.Effect<unknown, unknown> {
+    return Effect.callback<unknown, unknown>((resume) => {
+      const qualified = qualify(gateway.name, method)
+      if (this.state === "closed") {
+        resume(unreachable(address, qualified, this.lostReason()))
+        return
+      }
+      const id = this.takeId()
+      const frame = this.encodeCall(false, id, address, endpointId, gateway, method, payload, token)
+      if (Result.isFailure(frame)) {
+        resume(Effect.fail(frame.failure))
+        return
+      }
+      const spec = (gateway.methods as RpcGateway.Methods)[method]!
+      this.pending.set(id, { _tag: "Ask", address, method: qualified, spec, resume })
+      this.push(frame.success)
+      return Effect.sync(() => this.pending.delete(id))
+    })
+  }
+
+  /** Sends a tell; fails only when it cannot be sent. */
+  tell(
+    address: string,
+    endpointId: string,
+    gateway: RpcGateway.Any,
+    method: string,
+    payload: unknown,
+    token: unknown
+  ): Effect.Effect<void, unknown> {
+    return Effect.suspend((): Effect.Effect<void, unknown> => {
+      if (this.state === "closed") {
+        return Effect.fail(
+          new RecipientUnreachableError({ address, method: qualify(gateway.name, method), reason: this.lostReason() })
+        )
+      }
+      const frame = this.encodeCall(true, 0, address, endpointId, gateway, method, payload, token)
+      if (Result.isFailure(frame)) return Effect.fail(frame.failure)
+      this.push(frame.success)
+      return Effect.void
+    })
+  }
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // Frames in
+  // ---------------------------------------------------------------------------------------------------------------
+
+  private onFrame = (body: Uint8Array): void => {
+    if (this.state === "closed") return
+    const message = Wire.decode(body)
+    if (message instanceof Wire.WireError) {
+      this.protocolError(message.detail)
+      return
+    }
+    if (this.peer === undefined && message._tag !== "Hello" && message._tag !== "Close") {
+      this.protocolError(`a ${message._tag} message before the hello`)
+      return
+    }
+    switch (message._tag) {
+      case "Hello":
+        return this.onHello(message)
+      case "Connect":
+        return this.onConnect(message)
+      case "Connected": {
+        const pending = this.pending.get(message.id)
+        if (pending?._tag !== "Connect") return
+        this.pending.delete(message.id)
+        pending.resume(
+          message.reason === null ? undefined : { reason: toReason(message.reason), detail: message.detail }
+        )
+        return
+      }
+      case "Ask":
+      case "Tell":
+        return this.onInvoke(message)
+      case "Reply":
+        return this.onReply(message)
+      case "Heartbeat":
+        return
+      case "Close":
+        this.close({ reason: toReason(message.reason), detail: `the peer closed it: ${message.detail}` }, false)
+        return
+    }
+  }
+
+  private onHello(hello: Extract<Wire.Message, { _tag: "Hello" }>): void {
+    if (this.peer !== undefined) {
+      this.protocolError("a second hello")
+      return
+    }
+    if (hello.version !== Wire.VERSION) {
+      const detail = `the peer speaks protocol version ${hello.version}, this service speaks version ${Wire.VERSION}; ` +
+        `run the same major version of effect-actor-rpc on both sides`
+      this.close({ reason: "VersionMismatch", detail }, true)
+      return
+    }
+    this.peer = { incarnation: hello.incarnation, service: hello.service, maximumFrameSize: hello.maximumFrameSize }
+    if (this.direction === "inbound") {
+      this.sendHello()
+      if (hello.authority !== null) this.host.register(this, hello.authority)
+    }
+    this.state = "open"
+    Deferred.doneUnsafe(this.opened, Exit.void)
+  }
+
+  private endpointAddress(endpointId: string): string {
+    return RpcAddress.format({ protocol: this.host.protocol, authority: this.host.authority, endpointId })
+  }
+
+  private onConnect(connect: Extract<Wire.Message, { _tag: "Connect" }>): void {
+    const answer = (reason: ConnectionFailureReason | null, detail: string) =>
+      this.push(Wire.connected(connect.id, reason, detail))
+    const runtime = this.host.lookup(connect.endpointId)
+    if (runtime === undefined) {
+      return answer(
+        "UnknownEndpoint",
+        `no endpoint "${connect.endpointId}" runs on RpcService ${this.host.serviceName} at ${this.host.authority}`
+      )
+    }
+    const served = runtime.served.get(connect.gateway)
+    if (served === undefined) {
+      return answer("GatewayNotServed", `the endpoint serves ${[...runtime.served.keys()].join(", ")}, not ${connect.gateway}`)
+    }
+    if (served.fingerprint !== connect.fingerprint) {
+      return answer(
+        "GatewayMismatch",
+        `the endpoint's ${connect.gateway} has fingerprint ${served.fingerprint} but the caller's has ` +
+          `${connect.fingerprint}: the two sides were built from different Schemas`
+      )
+    }
+    answer(null, "")
+  }
+
+  private onInvoke(invoke: Extract<Wire.Message, { _tag: "Ask" | "Tell" }>): void {
+    const isAsk = invoke._tag === "Ask"
+    const address = this.endpointAddress(invoke.endpointId)
+    const method = qualify(invoke.gateway, invoke.method)
+    const fail = (error: RpcCallError) => {
+      if (isAsk) this.sendReply(invoke.id, address, method, undefined, Exit.fail(error))
+    }
+    const runtime = this.host.lookup(invoke.endpointId)
+    if (runtime === undefined) {
+      return fail(
+        new RecipientUnreachableError({
+          address,
+          method,
+          reason: "no endpoint with this id runs on the service (it has terminated, or never existed)"
+        })
+      )
+    }
+    const spec = runtime.served.get(invoke.gateway)?.methods[invoke.method] as RpcGateway.Method | undefined
+    if (spec === undefined || (spec.kind === "tell") !== !isAsk) {
+      return fail(
+        new RemoteDefectError({ address, method, defect: `the endpoint does not serve ${method} as an ${invoke._tag.toLowerCase()}` })
+      )
+    }
+    const payload = Wire.decodeValue(spec.payload, invoke.payload)
+    if (Result.isFailure(payload)) {
+      return fail(
+        new RpcSerializationError({ address, method, direction: "request", operation: "decode", detail: payload.failure })
+      )
+    }
+    const token = invoke.token === undefined ? NoToken : runtime.decodeToken(invoke.token.value)
+    runtime.invoke({
+      _tag: "Invoke",
+      gateway: invoke.gateway,
+      method: invoke.method,
+      payload: payload.success,
+      token,
+      resume: isAsk ? (exit) => this.sendReply(invoke.id, address, method, spec, exit) : undefined
+    })
+  }
+
+  /** Encodes and sends a reply; what cannot be encoded or is too large becomes a typed error reply. */
+  private sendReply(
+    id: number,
+    address: string,
+    method: string,
+    spec: RpcGateway.Method | undefined,
+    exit: Exit.Exit<unknown, unknown>
+  ): void {
+    if (this.state === "closed") return
+    let outcome: number
+    let value: Result.Result<unknown, string>
+    if (Exit.isSuccess(exit)) {
+      outcome = Wire.Outcome.Success
+      value = Wire.encodeValue(spec!.success, exit.value)
+    } else {
+      const error = Exit.findErrorOption(exit)
+      const failure = error._tag === "Some" ? error.value : describe(exit.cause)
+      if (isRpcCallError(failure)) {
+        outcome = Wire.Outcome.Error
+        value = encodeRpcError(failure)
+      } else if (spec !== undefined) {
+        outcome = Wire.Outcome.Failure
+        value = Wire.encodeValue(spec.failure, failure)
+        if (Result.isFailure(value)) {
+          outcome = Wire.Outcome.Error
+          value = encodeRpcError(
+            new RemoteDefectError({
+              address,
+              method,
+              defect: `the handler failed with ${describe(failure)}, which its failure Schema does not describe`
+            })
+          )
+        }
+      } else {
+        outcome = Wire.Outcome.Error
+        value = encodeRpcError(new RemoteDefectError({ address, method, defect: describe(failure) }))
+      }
+    }
+    if (Result.isFailure(value)) {
+      outcome = Wire.Outcome.Error
+      value = encodeRpcError(
+        new RpcSerializationError({ address, method, direction: "response", operation: "encode", detail: value.failure })
+      )
+    }
+    let frame: Wire.OutFrame
+    try {
+      frame = Wire.reply(id, outcome, Result.getOrThrow(value))
+    } catch (error) {
+      frame = Wire.reply(
+        id,
+        Wire.Outcome.Error,
+        Result.getOrThrow(encodeRpcError(
+          new RpcSerializationError({ address, method, direction: "response", operation: "encode", detail: describe(error) })
+        ))
+      )
+    }
+    const limit = this.limit
+    if (frame.body.length > limit) {
+      frame = Wire.reply(
+        id,
+        Wire.Outcome.Error,
+        Result.getOrThrow(encodeRpcError(
+          new FrameTooLargeError({ address, method, direction: "response", size: frame.body.length, limit })
+        ))
+      )
+    }
+    this.push(frame)
+  }
+
+  private onReply(reply: Extract<Wire.Message, { _tag: "Reply" }>): void {
+    const pending = this.pending.get(reply.id)
+    if (pending?._tag !== "Ask") return
+    this.pending.delete(reply.id)
+    const decodeFailure = (detail: string) =>
+      Exit.fail(
+        new RpcSerializationError({
+          address: pending.address,
+          method: pending.method,
+          direction: "response",
+          operation: "decode",
+          detail
+        })
+      )
+    switch (reply.outcome) {
+      case Wire.Outcome.Success: {
+        const value = Wire.decodeValue(pending.spec.success, reply.value)
+        return pending.resume(Result.isSuccess(value) ? Exit.succeed(value.success) : decodeFailure(value.failure))
+      }
+      case Wire.Outcome.Failure: {
+        const value = Wire.decodeValue(pending.spec.failure, reply.value)
+        return pending.resume(Result.isSuccess(value) ? Exit.fail(value.success) : decodeFailure(value.failure))
+      }
+      default: {
+        const value = decodeRpcError(reply.value)
+        return pending.resume(Result.isSuccess(value) ? Exit.fail(value.success) : decodeFailure(value.failure))
+      }
+    }
+  }
+
+  private protocolError(detail: string): void {
+    const failure: OpenFailure = { reason: "Unreachable", detail: `protocol error: ${detail}` }
+    this.close(failure, true)
+  }
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // Closing
+  // ---------------------------------------------------------------------------------------------------------------
+
+  /**
+   * Closes the connection: every call in flight fails at once, a pending open fails with `because`; with
+   * `notify` the peer is told why in a last frame.
+   */
+  close(because: OpenFailure, notify: boolean): void {
+    if (this.state === "closed") return
+    const wasOpen = this.state === "open"
+    this.state = "closed"
+    this.closedBecause = because
+    if (notify && (wasOpen || this.direction === "inbound" || this.peer === undefined)) {
+      this.push(Wire.close(because.reason, because.detail))
+    }
+    Deferred.doneUnsafe(this.opened, Exit.fail(because))
+    const reason = this.lostReason()
+    const pending = [...this.pending.values()]
+    this.pending.clear()
+    for (const entry of pending) {
+      if (entry._tag === "Ask") entry.resume(unreachable(entry.address, entry.method, reason))
+      else entry.resume(because)
+    }
+    this.host.unregister(this)
+    const wake = this.wakeWriter
+    this.wakeWriter = undefined
+    wake?.()
+    Deferred.doneUnsafe(this.closed, Exit.void)
+  }
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // Running over a socket
+  // ---------------------------------------------------------------------------------------------------------------
+
+  /**
+   * Runs the connection over `socket` until it closes. `classify` turns a failure to open the socket (or the
+   * peer hanging up before its hello) into the reason a connect fails with.
+   */
+  run(socket: Socket.Socket, classify: (error: unknown) => OpenFailure): Effect.Effect<void> {
+    const self = this
+    return Effect.scoped(Effect.gen(function*() {
+      const reader = yield* Effect.result(socket.reader)
+      if (Result.isFailure(reader)) {
+        self.close(classify(reader.failure), false)
+        return
+      }
+      const writer = yield* socket.writer
+      const writing = yield* Effect.forkScoped(self.writeLoop(writer))
+      yield* Effect.forkScoped(self.heartbeatLoop)
+      const reading = yield* Effect.forkScoped(self.readLoop(reader.success.pull, classify))
+      yield* Deferred.await(self.closed)
+      yield* Fiber.interrupt(reading)
+      // Let the writer flush what is queued (a reply, the close frame), but do not wait on a stuck peer.
+      yield* Fiber.await(writing).pipe(Effect.timeoutOption(Duration.seconds(1)))
+    }))
+  }
+
+  private readLoop(
+    pull: Effect.Effect<ReadonlyArray<Uint8Array | string>, Socket.SocketError>,
+    classify: (error: unknown) => OpenFailure
+  ): Effect.Effect<void> {
+    const self = this
+    return Clock.clockWith((clock) =>
+      Effect.gen(function*() {
+        self.lastHeard = clock.currentTimeMillisUnsafe()
+        while (self.state !== "closed") {
+          const chunks = yield* Effect.result(pull)
+          if (Result.isFailure(chunks)) {
+            self.close(
+              self.peer === undefined
+                ? classify(chunks.failure)
+                : { reason: "Unreachable", detail: `the peer hung up (${describe(chunks.failure.reason)})` },
+              false
+            )
+            return
+          }
+          self.lastHeard = clock.currentTimeMillisUnsafe()
+          for (const chunk of chunks.success) {
+            const bytes = typeof chunk === "string" ? new TextEncoder().encode(chunk) : chunk
+            const error = self.decoder.push(bytes, self.onFrame)
+            if (error !== undefined) {
+              yield* Effect.logWarning(`Closing the connection with ${self.peerLabel}: ${error.detail}`).pipe(
+                Effect.annotateLogs({ service: self.host.serviceName })
+              )
+              self.protocolError(error.detail)
+            }
+            if ((self.state as State) === "closed") return
+          }
+        }
+      })
+    )
+  }
+
+  private writeLoop(writer: Socket.Writer): Effect.Effect<void> {
+    const self = this
+    const parked = Effect.callback<void>((resume) => {
+      self.wakeWriter = () => resume(Effect.void)
+      return Effect.sync(() => {
+        self.wakeWriter = undefined
+      })
+    })
+    return Effect.gen(function*() {
+      while (true) {
+        if (self.outbound.length === 0) {
+          if (self.state === "closed") return
+          yield* parked
+          continue
+        }
+        const batch = self.outbound
+        self.outbound = []
+        const written = yield* Effect.result(writer.writeAll(batch as [Uint8Array, ...Array<Uint8Array>]))
+        if (Result.isFailure(written)) {
+          self.close({ reason: "Unreachable", detail: `writing failed (${describe(written.failure.reason)})` }, false)
+          return
+        }
+      }
+    })
+  }
+
+  private get heartbeatLoop(): Effect.Effect<void> {
+    const self = this
+    const { heartbeatInterval, heartbeatPause } = this.host.config
+    const pause = Duration.toMillis(heartbeatPause)
+    const connectTimeout = Duration.toMillis(this.host.config.connectTimeout)
+    return Clock.clockWith((clock) =>
+      Effect.gen(function*() {
+        const started = clock.currentTimeMillisUnsafe()
+        while (self.state !== "closed") {
+          yield* Effect.sleep(heartbeatInterval)
+          const now = clock.currentTimeMillisUnsafe()
+          if (self.state === "opening") {
+            if (now - started >= connectTimeout) {
+              self.close({ reason: "Unreachable", detail: `no hello from the peer within ${connectTimeout} ms` }, true)
+            }
+            continue
+          }
+          if ((self.state as State) !== "open") return
+          const silent = now - self.lastHeard
+          if (silent >= pause) {
+            yield* Effect.logWarning(
+              `No message or heartbeat from ${self.peerLabel} for ${silent} ms; declaring the peer dead`
+            ).pipe(Effect.annotateLogs({ service: self.host.serviceName }))
+            self.close({ reason: "Unreachable", detail: `no heartbeat from the peer for ${silent} ms` }, true)
+            return
+          }
+          self.push(Wire.heartbeat)
+        }
+      })
+    )
+  }
+}
+
+const reasons: ReadonlySet<string> = new Set<ConnectionFailureReason>([
+  "InvalidAddress",
+  "UnknownService",
+  "UnknownEndpoint",
+  "GatewayNotServed",
+  "GatewayMismatch",
+  "VersionMismatch",
+  "UnknownHost",
+  "Refused",
+  "Unreachable",
+  "Untrusted"
+])
+
+const toReason = (reason: string): ConnectionFailureReason =>
+  reasons.has(reason) ? reason as ConnectionFailureReason : "Unreachable"

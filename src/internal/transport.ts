@@ -1,0 +1,322 @@
+/**
+ * A socket transport for an RpcService: it listens on a port of the configured range, dials peers on demand and
+ * keeps at most one live connection per peer service (an inbound connection serves calls back to the peer that
+ * opened it). TCP and TLS differ only in how sockets are opened and whom they trust.
+ */
+import * as NodeSocket from "@effect/platform-node/NodeSocket"
+import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Result from "effect/Result"
+import * as Scope from "effect/Scope"
+import type * as Socket from "effect/socket/Socket"
+import type * as SocketServer from "effect/socket/SocketServer"
+import { randomUUID } from "node:crypto"
+import { readFileSync } from "node:fs"
+import { isIP } from "node:net"
+import type * as Net from "node:net"
+import * as Tls from "node:tls"
+import * as RpcAddress from "../RpcAddress.js"
+import type { RpcConfig } from "../RpcConfig.js"
+import { describe, RpcBindError } from "../RpcError.js"
+import { Connection, type ConnectionHost, type OpenFailure } from "./connection.js"
+import type { EndpointRuntime } from "./endpoint.js"
+import * as Ports from "./ports.js"
+
+/** TLS material and trust settings, loaded. */
+export interface TlsSettings {
+  readonly key: string
+  readonly cert: string
+  readonly ca: string
+  readonly requireClientCert: boolean
+  readonly pinnedFingerprints: ReadonlyArray<string>
+}
+
+/** Where to listen and what to advertise. */
+export interface ListenSettings {
+  readonly host: string
+  readonly port: string
+  readonly externalHost: string | undefined
+  readonly externalPort: number | undefined
+}
+
+/** What the transport needs from its service. */
+export interface TransportHost {
+  readonly serviceName: string
+  readonly config: RpcConfig
+  readonly lookup: (endpointId: string) => EndpointRuntime | undefined
+}
+
+const isPem = (text: string) => text.includes("-----BEGIN ")
+
+/** Reads a PEM string, or the PEM file a path names. */
+export const loadPem = (what: string, value: string | undefined): Result.Result<string, string> => {
+  if (value === undefined || value === "") return Result.fail(`no TLS ${what} is configured (RpcConfig.tls${what[0]!.toUpperCase()}${what.slice(1)})`)
+  if (isPem(value)) return Result.succeed(value)
+  try {
+    const text = readFileSync(value, "utf8")
+    return isPem(text) ? Result.succeed(text) : Result.fail(`the TLS ${what} file ${value} holds no PEM data`)
+  } catch (error) {
+    return Result.fail(`cannot read the TLS ${what} file ${value} (${describe(error)})`)
+  }
+}
+
+const codeOf = (error: unknown): string => {
+  const reason = (error as { reason?: { cause?: { code?: unknown } } } | undefined)?.reason
+  const code = reason?.cause?.code ?? (error as { code?: unknown } | undefined)?.code
+  return typeof code === "string" ? code : ""
+}
+
+const causeMessage = (error: unknown): string => {
+  const reason = (error as { reason?: { cause?: unknown } } | undefined)?.reason
+  return describe(reason?.cause ?? reason ?? error)
+}
+
+const isTlsFailure = (code: string) =>
+  code.startsWith("ERR_TLS") || code.startsWith("ERR_SSL") || code.includes("CERT") ||
+  code.startsWith("UNABLE_TO_") || code.includes("SELF_SIGNED")
+
+/** The transport of one service. */
+export class Transport {
+  readonly protocol: "rpc" | "rpcs"
+  readonly incarnation = randomUUID()
+  /** This service's advertised `host:port`, known once bound. */
+  authority = ""
+  private closing = false
+  private readonly connections = new Map<string, Connection>()
+  private readonly live = new Map<Connection, Deferred.Deferred<void>>()
+  private readonly connectionHost: ConnectionHost
+
+  constructor(
+    readonly host: TransportHost,
+    readonly tls: TlsSettings | undefined,
+    private readonly scope: Scope.Closeable
+  ) {
+    this.protocol = tls === undefined ? "rpc" : "rpcs"
+    const transport = this
+    this.connectionHost = {
+      serviceName: host.serviceName,
+      config: host.config,
+      incarnation: this.incarnation,
+      get authority() {
+        return transport.authority
+      },
+      protocol: this.protocol,
+      lookup: host.lookup,
+      register: (connection, peer) => {
+        const existing = this.connections.get(peer)
+        if (existing === undefined || existing.state === "closed") this.connections.set(peer, connection)
+      },
+      unregister: (connection) => {
+        for (const [peer, registered] of this.connections) {
+          if (registered === connection) this.connections.delete(peer)
+        }
+      }
+    }
+  }
+
+  /** How many connections are open or opening. */
+  get connectionCount(): number {
+    return this.live.size
+  }
+
+  /** The live connection to the service at `authority`, dialling one if there is none; undefined once closing. */
+  connectionTo(authority: string): Connection | undefined {
+    const existing = this.connections.get(authority)
+    if (existing !== undefined && existing.state !== "closed") return existing
+    if (this.closing) return undefined
+    const connection = new Connection(this.connectionHost, authority, "outbound")
+    this.connections.set(authority, connection)
+    const { host, port } = Result.getOrThrow(RpcAddress.parseHostPort(authority))
+    const classify = (error: unknown) => this.classifyDialFailure(authority, host, error)
+    this.track(connection, Effect.flatMap(this.openSocket(host, port), (socket) => connection.run(socket, classify)))
+    return connection
+  }
+
+  private track(connection: Connection, run: Effect.Effect<void>): void {
+    const finished = Deferred.makeUnsafe<void>()
+    this.live.set(connection, finished)
+    const fiber = Effect.runFork(
+      run.pipe(
+        Effect.ensuring(Effect.sync(() => {
+          connection.close({ reason: "Unreachable", detail: "the connection ended" }, false)
+          this.live.delete(connection)
+          Deferred.doneUnsafe(finished, Exit.void)
+        }))
+      )
+    )
+    Fiber.runIn(fiber, this.scope)
+  }
+
+  private openSocket(host: string, port: number): Effect.Effect<Socket.Socket> {
+    const openTimeout = this.host.config.connectTimeout
+    const tls = this.tls
+    if (tls === undefined) return NodeSocket.makeNet({ host, port, openTimeout, noDelay: true })
+    const pinned = tls.pinnedFingerprints
+    return NodeSocket.makeTls({
+      host,
+      port,
+      openTimeout,
+      key: tls.key,
+      cert: tls.cert,
+      ca: tls.ca,
+      // Node refuses an IP address as SNI server name; the certificate is still checked against the host.
+      ...(isIP(host) === 0 ? { servername: host } : {}),
+      checkServerIdentity: (hostname, cert) => {
+        const mismatch = Tls.checkServerIdentity(hostname, cert)
+        if (mismatch !== undefined) return mismatch
+        if (pinned.length > 0 && !pinned.includes(cert.fingerprint256)) {
+          return Object.assign(
+            new Error(`the peer's certificate fingerprint ${cert.fingerprint256} is not pinned`),
+            { code: "ERR_TLS_CERT_NOT_PINNED" }
+          )
+        }
+        return undefined
+      }
+    })
+  }
+
+  private classifyDialFailure(authority: string, host: string, error: unknown): OpenFailure {
+    const code = codeOf(error)
+    const reason = (error as { reason?: { _tag?: string; kind?: string } } | undefined)?.reason
+    if (reason?._tag === "SocketOpenError" && reason.kind === "Timeout") {
+      return {
+        reason: "Unreachable",
+        detail: `no connection to ${authority} within ${Duration.format(this.host.config.connectTimeout)}`
+      }
+    }
+    switch (code) {
+      case "ENOTFOUND":
+      case "EAI_AGAIN":
+      case "EAI_NONAME":
+      case "EAI_FAIL":
+        return { reason: "UnknownHost", detail: `the host name "${host}" cannot be resolved (${code})` }
+      case "ECONNREFUSED":
+        return {
+          reason: "Refused",
+          detail: `nothing listens on ${authority} (connection refused); is the service running on that port?`
+        }
+    }
+    if (isTlsFailure(code)) {
+      return { reason: "Untrusted", detail: `the peer at ${authority} is not trusted: ${causeMessage(error)}` }
+    }
+    if (this.tls !== undefined) {
+      // TLS 1.3 clients learn that the server refused their certificate only when the server hangs up.
+      return {
+        reason: "Untrusted",
+        detail: `the peer at ${authority} closed the TLS connection before its hello (${causeMessage(error)}): ` +
+          `it does not trust this service's certificate, or requires one`
+      }
+    }
+    return { reason: "Unreachable", detail: `cannot connect to ${authority}: ${causeMessage(error)}` }
+  }
+
+  /** Accepts connections on `server` until the transport closes. */
+  serve(server: SocketServer.SocketServer["Service"]): Effect.Effect<void> {
+    return Effect.asVoid(Effect.forkIn(
+      Effect.catchCause(
+        server.run((socket) =>
+          Effect.flatMap(Effect.serviceOption(NodeSocket.NetSocket), (raw) => this.accept(socket, raw))
+        ),
+        (cause) => Effect.logError("The RpcService listener failed", cause)
+      ),
+      this.scope
+    ))
+  }
+
+  private accept(socket: Socket.Socket, raw: Option.Option<Net.Socket>): Effect.Effect<void> {
+    if (this.closing) return Effect.void
+    const label = Option.match(raw, {
+      onNone: () => "an unknown peer",
+      onSome: (net) => RpcAddress.formatHostPort(net.remoteAddress ?? "?", net.remotePort ?? 0)
+    })
+    const connection = new Connection(this.connectionHost, label, "inbound")
+    const untrusted = Option.isSome(raw) ? this.untrustedPeer(raw.value) : undefined
+    if (untrusted !== undefined) connection.close({ reason: "Untrusted", detail: untrusted }, true)
+    const finished = Deferred.makeUnsafe<void>()
+    this.live.set(connection, finished)
+    return connection.run(socket, (error) => ({ reason: "Unreachable", detail: describe(error) })).pipe(
+      Effect.ensuring(Effect.sync(() => {
+        connection.close({ reason: "Unreachable", detail: "the connection ended" }, false)
+        this.live.delete(connection)
+        Deferred.doneUnsafe(finished, Exit.void)
+      }))
+    )
+  }
+
+  /** Why an accepted TLS peer is not trusted (its certificate is not pinned), if it is not. */
+  private untrustedPeer(raw: Net.Socket): string | undefined {
+    const tls = this.tls
+    if (tls === undefined || tls.pinnedFingerprints.length === 0 || !(raw instanceof Tls.TLSSocket)) return undefined
+    const fingerprint = raw.getPeerCertificate().fingerprint256
+    if (fingerprint !== undefined && tls.pinnedFingerprints.includes(fingerprint)) return undefined
+    return `this service accepts only pinned client certificates, and ${fingerprint ?? "no certificate"} is not one`
+  }
+
+  /** Closes every connection (telling each peer why) and the listener; waits briefly for the goodbyes. */
+  readonly close: Effect.Effect<void> = Effect.suspend(() => {
+    this.closing = true
+    const waits = [...this.live.values()]
+    for (const connection of this.live.keys()) {
+      connection.close({ reason: "Unreachable", detail: `RpcService ${this.host.serviceName} shut down` }, true)
+    }
+    return Effect.forEach(waits, (finished) => Deferred.await(finished), { discard: true }).pipe(
+      Effect.timeoutOption(Duration.seconds(2)),
+      Effect.andThen(Scope.close(this.scope, Exit.void))
+    )
+  })
+}
+
+/** Starts a transport: binds the first free port of the range and starts accepting connections. */
+export const make = (
+  host: TransportHost,
+  listen: ListenSettings,
+  tls: TlsSettings | undefined
+): Effect.Effect<Transport, RpcBindError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const bindError = (detail: string) => new RpcBindError({ host: listen.host, portRange: listen.port, detail })
+    const ports = Ports.parse(listen.port)
+    if (Result.isFailure(ports)) return yield* Effect.fail(bindError(ports.failure))
+    const parent = yield* Effect.scope
+    const scope = yield* Scope.fork(parent, "sequential")
+    const transport = new Transport(host, tls, scope)
+    const attempt = (port: number) =>
+      Effect.gen(function*() {
+        const child = yield* Scope.fork(scope, "sequential")
+        const options = { host: listen.host, port, noDelay: true } as const
+        return yield* (tls === undefined
+          ? NodeSocketServer.make(options)
+          : NodeSocketServer.makeTls({
+            ...options,
+            key: tls.key,
+            cert: tls.cert,
+            ca: tls.ca,
+            requestCert: tls.requireClientCert || tls.pinnedFingerprints.length > 0,
+            rejectUnauthorized: tls.requireClientCert
+          })).pipe(
+            Scope.provide(child),
+            Effect.onError(() => Scope.close(child, Exit.void)),
+            Effect.mapError((error): Ports.Attempt<RpcBindError> =>
+              codeOf({ reason: error.reason }) === "EADDRINUSE"
+                ? { _tag: "Taken" }
+                : { _tag: "Failed", error: bindError(causeMessage({ reason: error.reason })) }
+            )
+          )
+      })
+    const server = yield* Ports.bindFirst(
+      Result.getOrThrow(ports),
+      attempt,
+      () => bindError(`every port of the range is taken`)
+    )
+    const bound = server.address
+    const boundPort = bound._tag === "UnixPathAddress" ? 0 : bound.port
+    const advertisedHost = listen.externalHost ??
+      (listen.host === "0.0.0.0" || listen.host === "::" ? "127.0.0.1" : listen.host)
+    transport.authority = RpcAddress.formatHostPort(advertisedHost, listen.externalPort ?? boundPort)
+    yield* transport.serve(server)
+    return transport
+  })

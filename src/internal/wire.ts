@@ -1,0 +1,240 @@
+/**
+ * The wire protocol (docs/PROTOCOL.md): the messages two services exchange over one connection, and how values
+ * become bytes. A frame body is a MessagePack array whose first element is the message type; payloads and
+ * replies travel inside it as byte strings written by Effect's SchemaBinary codec of the method's Schemas
+ * (chosen by measurement: bench/encoding.ts).
+ */
+import * as SchemaBinary from "effect/encoding/SchemaBinary"
+import * as Result from "effect/Result"
+import * as Schema from "effect/Schema"
+import { Packr, Unpackr } from "msgpackr"
+import * as Frame from "./frame.js"
+
+/** The protocol version this library speaks; a peer with another version is refused at hello. */
+export const VERSION = 1
+
+/** Message type codes, the first element of every frame body. */
+export const Type = {
+  Hello: 0,
+  Connect: 1,
+  Connected: 2,
+  Ask: 3,
+  Tell: 4,
+  Reply: 5,
+  Heartbeat: 6,
+  Close: 7
+} as const
+
+/** How a reply ended: the method's success, the method's failure, or one of the library's call errors. */
+export const Outcome = { Success: 0, Failure: 1, Error: 2 } as const
+
+/** A decoded frame body. */
+export type Message =
+  | {
+    readonly _tag: "Hello"
+    readonly version: number
+    readonly incarnation: string
+    readonly service: string
+    readonly authority: string | null
+    readonly maximumFrameSize: number
+  }
+  | {
+    readonly _tag: "Connect"
+    readonly id: number
+    readonly endpointId: string
+    readonly gateway: string
+    readonly fingerprint: string
+  }
+  | { readonly _tag: "Connected"; readonly id: number; readonly reason: string | null; readonly detail: string }
+  | {
+    readonly _tag: "Ask" | "Tell"
+    readonly id: number
+    readonly endpointId: string
+    readonly gateway: string
+    readonly method: string
+    /** Absent (`undefined`) for an unfenced call. */
+    readonly token: { readonly value: unknown } | undefined
+    readonly payload: unknown
+  }
+  | { readonly _tag: "Reply"; readonly id: number; readonly outcome: number; readonly value: unknown }
+  | { readonly _tag: "Heartbeat" }
+  | { readonly _tag: "Close"; readonly reason: string; readonly detail: string }
+
+// Records and structured cloning would need state shared across frames; plain MessagePack needs none.
+const packr = new Packr({ useRecords: false, moreTypes: false, variableMapSize: true })
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true })
+
+const header = (length: number): Uint8Array => {
+  const bytes = new Uint8Array(Frame.HEADER_BYTES)
+  Frame.writeHeader(bytes, length)
+  return bytes
+}
+
+/** A frame ready to write: its length prefix and its body, written together. */
+export interface OutFrame {
+  readonly header: Uint8Array
+  readonly body: Uint8Array
+}
+
+const frame = (message: ReadonlyArray<unknown>): OutFrame => {
+  const body = packr.pack(message as Array<unknown>)
+  return { header: header(body.length), body }
+}
+
+/** The hello each side sends first. */
+export const hello = (incarnation: string, service: string, authority: string | null, maximumFrameSize: number) =>
+  frame([Type.Hello, VERSION, incarnation, service, authority, maximumFrameSize])
+
+/** The per-gateway handshake request. */
+export const connect = (id: number, endpointId: string, gateway: string, fingerprint: string) =>
+  frame([Type.Connect, id, endpointId, gateway, fingerprint])
+
+/** The handshake answer: `reason` is null when the endpoint serves the gateway. */
+export const connected = (id: number, reason: string | null, detail: string) =>
+  frame([Type.Connected, id, reason, detail])
+
+/** A call; `token` is absent for unfenced calls. */
+export const invoke = (
+  tell: boolean,
+  id: number,
+  endpointId: string,
+  gateway: string,
+  method: string,
+  token: { readonly value: unknown } | undefined,
+  payload: unknown
+) =>
+  frame(
+    tell
+      ? [Type.Tell, endpointId, gateway, method, token === undefined ? null : [token.value], payload]
+      : [Type.Ask, id, endpointId, gateway, method, token === undefined ? null : [token.value], payload]
+  )
+
+/** The answer to an ask. */
+export const reply = (id: number, outcome: number, value: unknown) => frame([Type.Reply, id, outcome, value])
+
+/** A heartbeat: proof of life when there is nothing else to send. */
+export const heartbeat: OutFrame = frame([Type.Heartbeat])
+
+/** The last frame of a connection, with the reason it closes. */
+export const close = (reason: string, detail: string) => frame([Type.Close, reason, detail])
+
+/** A frame body that is not a message of this protocol. */
+export class WireError {
+  readonly _tag = "WireError"
+  constructor(readonly detail: string) {}
+}
+
+const isId = (u: unknown): u is number => typeof u === "number" && Number.isSafeInteger(u) && u >= 0
+const isString = (u: unknown): u is string => typeof u === "string"
+const isToken = (u: unknown): u is null | [unknown] => u === null || (Array.isArray(u) && u.length === 1)
+
+/** Decodes and checks a frame body; anything malformed is a `WireError`, never a throw. */
+export const decode = (body: Uint8Array): Message | WireError => {
+  let m: unknown
+  try {
+    m = unpackr.unpack(body)
+  } catch (error) {
+    return new WireError(`an undecodable frame (${error instanceof Error ? error.message : String(error)})`)
+  }
+  if (!Array.isArray(m) || m.length === 0) return new WireError("a frame that is not a message array")
+  switch (m[0]) {
+    case Type.Hello:
+      if (m.length >= 6 && isId(m[1]) && isString(m[2]) && isString(m[3]) && (m[4] === null || isString(m[4])) && isId(m[5])) {
+        return { _tag: "Hello", version: m[1], incarnation: m[2], service: m[3], authority: m[4], maximumFrameSize: m[5] }
+      }
+      // An older or newer peer may shape its hello differently; the version alone must be readable.
+      if (m.length >= 2 && isId(m[1]) && m[1] !== VERSION) {
+        return { _tag: "Hello", version: m[1], incarnation: "", service: "", authority: null, maximumFrameSize: 0 }
+      }
+      break
+    case Type.Connect:
+      if (m.length === 5 && isId(m[1]) && isString(m[2]) && isString(m[3]) && isString(m[4])) {
+        return { _tag: "Connect", id: m[1], endpointId: m[2], gateway: m[3], fingerprint: m[4] }
+      }
+      break
+    case Type.Connected:
+      if (m.length === 4 && isId(m[1]) && (m[2] === null || isString(m[2])) && isString(m[3])) {
+        return { _tag: "Connected", id: m[1], reason: m[2], detail: m[3] }
+      }
+      break
+    case Type.Ask:
+      if (m.length === 7 && isId(m[1]) && isString(m[2]) && isString(m[3]) && isString(m[4]) && isToken(m[5])) {
+        return {
+          _tag: "Ask",
+          id: m[1],
+          endpointId: m[2],
+          gateway: m[3],
+          method: m[4],
+          token: m[5] === null ? undefined : { value: m[5][0] },
+          payload: m[6]
+        }
+      }
+      break
+    case Type.Tell:
+      if (m.length === 6 && isString(m[1]) && isString(m[2]) && isString(m[3]) && isToken(m[4])) {
+        return {
+          _tag: "Tell",
+          id: 0,
+          endpointId: m[1],
+          gateway: m[2],
+          method: m[3],
+          token: m[4] === null ? undefined : { value: m[4][0] },
+          payload: m[5]
+        }
+      }
+      break
+    case Type.Reply:
+      if (m.length === 4 && isId(m[1]) && (m[2] === 0 || m[2] === 1 || m[2] === 2)) {
+        return { _tag: "Reply", id: m[1], outcome: m[2], value: m[3] }
+      }
+      break
+    case Type.Heartbeat:
+      return { _tag: "Heartbeat" }
+    case Type.Close:
+      if (m.length === 3 && isString(m[1]) && isString(m[2])) return { _tag: "Close", reason: m[1], detail: m[2] }
+      break
+    default:
+      return new WireError(`a message of unknown type ${JSON.stringify(m[0])}`)
+  }
+  return new WireError(`a malformed message of type ${JSON.stringify(m[0])}`)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Values
+// ---------------------------------------------------------------------------------------------------------------
+
+type Codec = {
+  readonly encode: (value: unknown) => Result.Result<unknown, string>
+  readonly decode: (wire: unknown) => Result.Result<unknown, string>
+}
+
+const codecs = new WeakMap<Schema.Top, Codec>()
+
+const describeIssue = (error: unknown): string => error instanceof Error ? error.message : String(error)
+
+/** The wire codec of a Schema: SchemaBinary's compact bytes (Dates, Options, bigints and raw bytes all cross). */
+const codecOf = (schema: Schema.Top): Codec => {
+  let codec = codecs.get(schema)
+  if (codec === undefined) {
+    const binary = SchemaBinary.toCodec(schema as Schema.Codec<unknown, unknown>)
+    const encode = Schema.encodeUnknownResult(binary)
+    const decode = Schema.decodeUnknownResult(binary)
+    codec = {
+      encode: (value) => Result.mapError(encode(value), describeIssue),
+      decode: (wire) =>
+        wire instanceof Uint8Array
+          ? Result.mapError(decode(wire), describeIssue)
+          : Result.fail("the value on the wire is not a byte string")
+    }
+    codecs.set(schema, codec)
+  }
+  return codec
+}
+
+/** Encodes a value with its Schema into what a frame carries. */
+export const encodeValue = (schema: Schema.Top, value: unknown): Result.Result<unknown, string> =>
+  codecOf(schema).encode(value)
+
+/** Decodes what a frame carried with the value's Schema. */
+export const decodeValue = (schema: Schema.Top, wire: unknown): Result.Result<unknown, string> =>
+  codecOf(schema).decode(wire)
