@@ -46,7 +46,7 @@ describe("frame decoder", () => {
     const { error, frames } = decodeAll(new Frame.FrameDecoder(1024), cut(stream, fractions))
     assert.isUndefined(error)
     assert.deepStrictEqual(frames, bodies.map((body) => [...body]))
-  }, { fastCheck: { numRuns: 300 } })
+  }, { arbitrary: { runs: 300 } })
 
   it.prop("arbitrary bytes end in frames, a typed error or a wait for more; never a throw or unbounded buffering", [
     Schema.Uint8Array.check(Schema.isMaxLength(2000)),
@@ -56,7 +56,7 @@ describe("frame decoder", () => {
     const { error } = decodeAll(decoder, cut(bytes, fractions))
     if (error !== undefined) assert.instanceOf(error, Frame.FrameError)
     assert.isAtMost(decoder.buffered, 64)
-  }, { fastCheck: { numRuns: 300 } })
+  }, { arbitrary: { runs: 300 } })
 
   it("refuses a length prefix over the limit before buffering the body", () => {
     const decoder = new Frame.FrameDecoder(10)
