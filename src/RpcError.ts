@@ -267,7 +267,8 @@ export class RpcSerializationError extends Schema.TaggedError<RpcSerializationEr
 }
 
 /**
- * A transport could not listen: every port of the range is taken, or the host cannot be bound.
+ * A transport could not start: every port of the range is taken, the host cannot be bound, or its TLS material
+ * cannot be loaded.
  *
  * @since 0.1.0
  */
@@ -280,8 +281,11 @@ export class RpcBindError extends Schema.TaggedError<RpcBindError>()("RpcBindErr
   readonly [TypeId] = TypeId
 
   override get message(): string {
-    return `Could not bind an RpcService to ${this.host} on port range "${this.portRange}": ${this.detail}. ` +
-      `Free a port of the range, widen it, or use "0" for any free port.`
+    const advice = this.detail.includes("TLS")
+      ? `Pass key, cert and ca (PEM strings or file paths) to RpcService.layerTls, or set RpcConfig's tls fields.`
+      : `Free a port of the range, widen it, or use "0" for any free port.`
+    return `Could not start an RpcService transport on ${this.host}, port range "${this.portRange}": ` +
+      `${this.detail}. ${advice}`
   }
 }
 
