@@ -307,6 +307,20 @@ describe("remote transport", () => {
         assert.isBelow(elapsed, 2000)
       }))
 
+    it.live("a healthy peer with slower heartbeat settings is not taken for dead: it answers heartbeat requests", () =>
+      Effect.gen(function*() {
+        const server = yield* RpcService.makeTcp()
+        const endpoint = yield* startOn(
+          server,
+          probe({ id: "slow", ping: () => Effect.succeed(RpcEndpoint.later(Effect.as(Effect.sleep("800 millis"), "late"))) })
+        )
+        const client = yield* RpcService.makeTcp().pipe(
+          config({ heartbeatInterval: Duration.millis(50), heartbeatPause: Duration.millis(300) })
+        )
+        const gateway = yield* client.connect(endpoint.address, ProbeGateway)
+        assert.strictEqual(yield* gateway.ping(), "late")
+      }))
+
     it.live("closing a service tells its peers: their in-flight asks fail at once and the next call reconnects", () =>
       Effect.gen(function*() {
         const port = yield* freePort

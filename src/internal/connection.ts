@@ -301,6 +301,7 @@ export class Connection {
       case "Reply":
         return this.onReply(message)
       case "Heartbeat":
+        if (!message.reply) this.push(Wire.heartbeatReply)
         return
       case "Close":
         this.close({ reason: toReason(message.reason), detail: `the peer closed it: ${message.detail}` }, false)

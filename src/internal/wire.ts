@@ -57,7 +57,7 @@ export type Message =
     readonly payload: unknown
   }
   | { readonly _tag: "Reply"; readonly id: number; readonly outcome: number; readonly value: unknown }
-  | { readonly _tag: "Heartbeat" }
+  | { readonly _tag: "Heartbeat"; readonly reply: boolean }
   | { readonly _tag: "Close"; readonly reason: string; readonly detail: string }
 
 // Records and structured cloning would need state shared across frames; plain MessagePack needs none.
@@ -112,8 +112,14 @@ export const invoke = (
 /** The answer to an ask. */
 export const reply = (id: number, outcome: number, value: unknown) => frame([Type.Reply, id, outcome, value])
 
-/** A heartbeat: proof of life when there is nothing else to send. */
-export const heartbeat: OutFrame = frame([Type.Heartbeat])
+/**
+ * A heartbeat request. The peer answers each one, so a side's failure detector depends on its own interval and
+ * pause only, whatever the peer's settings are (Pekko's watch heartbeats work the same way).
+ */
+export const heartbeat: OutFrame = frame([Type.Heartbeat, 0])
+
+/** The answer to a heartbeat request. */
+export const heartbeatReply: OutFrame = frame([Type.Heartbeat, 1])
 
 /** The last frame of a connection, with the reason it closes. */
 export const close = (reason: string, detail: string) => frame([Type.Close, reason, detail])
@@ -189,7 +195,8 @@ export const decode = (body: Uint8Array): Message | WireError => {
       }
       break
     case Type.Heartbeat:
-      return { _tag: "Heartbeat" }
+      if (m.length === 2 && (m[1] === 0 || m[1] === 1)) return { _tag: "Heartbeat", reply: m[1] === 1 }
+      break
     case Type.Close:
       if (m.length === 3 && isString(m[1]) && isString(m[2])) return { _tag: "Close", reason: m[1], detail: m[2] }
       break
