@@ -1,276 +1,60 @@
 /**
- * Demo: a small Flink-like cluster in one process, printed as a log.
+ * Demo: a small Flink-like cluster of four processes talking over TCP on 127.0.0.1, printed as one log.
  *
- * - A ResourceManager registers TaskExecutors, tracks their heartbeats and hands out slots.
- * - A JobMaster is a fenced endpoint: every message must carry its current leader token ("leader-1").
- * - Two TaskExecutors register with the ResourceManager when they start (onStart) and heartbeat every 100 ms
- *   with `main.scheduleRunAsync`, re-scheduling themselves a bounded number of times.
- * - The dispatcher (this program) submits a job: the JobMaster requests slots from the ResourceManager and
- *   offers the tasks to the TaskExecutors, which connect back to the JobMaster with its leader token.
+ * This program is the launcher and the dispatcher. It starts each role as its own process (examples/demo/*.ts),
+ * relays their output behind a `[role]` prefix, and learns their addresses from the `READY` line each prints.
+ *
+ * - The ResourceManager registers TaskExecutors, hands out their slots and heartbeats them every 200 ms.
+ * - Two TaskExecutors register with the ResourceManager when they start (onStart) and heartbeat the JobMaster
+ *   leader they follow every 200 ms with `main.scheduleRunAsync`.
+ * - The JobMaster is a fenced endpoint: every message must carry its current leader token ("leader-1").
+ * - The dispatcher submits a job: the JobMaster requests slots from the ResourceManager and offers the tasks to
+ *   the TaskExecutors, which connect back to the JobMaster with its leader token.
  * - Leader change: the JobMaster's token becomes "leader-2". Calls carrying "leader-1" (the dispatcher's old
- *   session, the TaskExecutors' heartbeats) are rejected with FencingTokenError; the TaskExecutors are told
- *   about the new leader, reconnect with the new token, and a second job runs.
- * - The program ends: closing the Layers stops every endpoint (onStop), then the RpcService; the process exits 0.
+ *   session, the TaskExecutors' heartbeats) fail with FencingTokenError; the TaskExecutors are told about the new
+ *   leader, reconnect with the new token, and a second job runs.
+ * - Crash: the launcher kills te-2 with SIGKILL. The ResourceManager's next heartbeat to it fails with
+ *   RecipientUnreachableError (a hung peer would time out after the 1 s heartbeat pause instead); it declares
+ *   te-2 lost and releases its slots.
+ * - Shutdown: te-1, the JobMaster and the ResourceManager are stopped with SIGTERM, in that order; each runs onStop
+ *   (te-1 says goodbye to the ResourceManager) and shuts its RpcService down. The exit code is 0 if all of this
+ *   happened; a 30 s watchdog kills the processes and fails otherwise.
  *
  * Run: npm run demo   (or: npx tsx examples/demo.ts)
  */
-import { NodeRuntime } from "@effect/platform-node"
-import { Clock, Console, Effect, Layer, Option, Schema } from "effect"
-import { RpcAddress, RpcEndpoint, RpcError, RpcGateway, RpcService } from "effect-actor-rpc"
+import { Clock, Duration, Effect, Schedule } from "effect"
+import { RpcService } from "effect-actor-rpc"
+import {
+  ClusterService,
+  HEARTBEAT_INTERVAL,
+  HEARTBEAT_PAUSE,
+  JobMasterGateway,
+  ResourceManagerGateway,
+  TaskExecutorGateway
+} from "./demo/protocol.js"
+import { LaunchError, logger, runLauncher, spawnRole, withWatchdog } from "./support/processes.js"
 
-const SERVICE = "cluster"
-const HEARTBEAT_INTERVAL = "100 millis"
-const HEARTBEATS = 10
-
-// ---------------------------------------------------------------------------------------------------------------
-// Logging: "<ms since start> [component] message"
-// ---------------------------------------------------------------------------------------------------------------
-
-const startedAt = Date.now()
-const logger = (component: string) => (message: string) =>
-  Effect.flatMap(Clock.currentTimeMillis, (now) =>
-    Console.log(`${String(now - startedAt).padStart(5)} ms  ${`[${component}]`.padEnd(17)} ${message}`))
-/** Starts a continuation line, aligned with the messages above. */
-const indent = `\n${" ".repeat(28)}`
-
-// ---------------------------------------------------------------------------------------------------------------
-// Gateways
-// ---------------------------------------------------------------------------------------------------------------
-
-class NoResourceAvailable extends Schema.TaggedError<NoResourceAvailable>()("NoResourceAvailable", {
-  jobId: Schema.String
-}) {
-  override get message(): string {
-    return `no free slot for ${this.jobId}`
-  }
-}
-
-const ResourceManagerGateway = RpcGateway.make("ResourceManagerGateway", {
-  registerTaskExecutor: RpcGateway.ask({
-    payload: Schema.Struct({ id: Schema.String, address: Schema.String, slots: Schema.Number })
-  }),
-  heartbeatFromTaskExecutor: RpcGateway.tell({ payload: Schema.String }),
-  registeredTaskExecutors: RpcGateway.ask({ success: Schema.Array(Schema.String) }),
-  requestSlot: RpcGateway.ask({
-    payload: Schema.Struct({ jobId: Schema.String }),
-    success: Schema.Struct({ taskExecutorId: Schema.String, address: Schema.String }),
-    failure: NoResourceAvailable
-  })
-})
-
-const JobMasterGateway = RpcGateway.make("JobMasterGateway", {
-  submitJob: RpcGateway.ask({
-    payload: Schema.Struct({ jobId: Schema.String, tasks: Schema.Number }),
-    success: Schema.String,
-    failure: Schema.Union([NoResourceAvailable, RpcError.RpcConnectionError])
-  }),
-  registerTaskExecutor: RpcGateway.ask({ payload: Schema.String }),
-  heartbeatFromTaskExecutor: RpcGateway.ask({ payload: Schema.String, timeout: "200 millis" }),
-  // Stands in for the HA service granting leadership to a new leader session.
-  grantLeadership: RpcGateway.ask({ payload: Schema.String })
-})
-
-const TaskExecutorGateway = RpcGateway.make("TaskExecutorGateway", {
-  submitTask: RpcGateway.ask({
-    payload: Schema.Struct({ taskId: Schema.String, jobMaster: Schema.String, leader: Schema.String }),
-    success: Schema.String
-  }),
-  jobMasterLeaderChanged: RpcGateway.tell({ payload: Schema.Struct({ address: Schema.String, leader: Schema.String }) })
-})
-
-// ---------------------------------------------------------------------------------------------------------------
-// ResourceManager
-// ---------------------------------------------------------------------------------------------------------------
-
-const ResourceManager = RpcEndpoint.make({
-  id: "resourcemanager",
-  gateways: [ResourceManagerGateway],
-  init: () =>
-    Effect.sync(() => {
-      const log = logger("resourcemanager")
-      const executors = new Map<string, { address: string; freeSlots: number; heartbeats: number }>()
-      return {
-        handlers: {
-          registerTaskExecutor: ({ address, id, slots }) =>
-            Effect.sync(() => executors.set(id, { address, freeSlots: slots, heartbeats: 0 })).pipe(
-              Effect.andThen(log(`registered ${id} (${slots} slots) at ${address}`))
-            ),
-          heartbeatFromTaskExecutor: (id) =>
-            Effect.sync(() => {
-              const executor = executors.get(id)
-              if (executor !== undefined) executor.heartbeats++
-            }),
-          registeredTaskExecutors: () => Effect.sync(() => [...executors.keys()]),
-          requestSlot: ({ jobId }) =>
-            Effect.gen(function*() {
-              // The executor with the most free slots.
-              const best = [...executors].filter(([, e]) => e.freeSlots > 0).sort(([, a], [, b]) =>
-                b.freeSlots - a.freeSlots
-              )[0]
-              if (best === undefined) return yield* new NoResourceAvailable({ jobId })
-              const [id, executor] = best
-              executor.freeSlots--
-              yield* log(`allocated a slot on ${id} to ${jobId} (${executor.freeSlots} left there)`)
-              return { taskExecutorId: id, address: executor.address }
-            })
-        },
-        onStop: Effect.suspend(() =>
-          log(`stopping; heartbeats received: ${[...executors].map(([id, e]) => `${id}=${e.heartbeats}`).join(", ")}`)
-        )
-      }
-    })
-})
-
-// ---------------------------------------------------------------------------------------------------------------
-// JobMaster (fenced)
-// ---------------------------------------------------------------------------------------------------------------
-
-const JobMaster = RpcEndpoint.makeFenced({
-  id: "jobmaster",
-  gateways: [JobMasterGateway],
-  token: Schema.String,
-  initialToken: "leader-1",
-  init: (main) =>
-    Effect.gen(function*() {
-      const service = yield* RpcService.RpcService
-      const log = logger("jobmaster")
-      const leader = Effect.map(main.fencingToken, Option.getOrElse(() => "<no leader>"))
-      let resourceManager: RpcGateway.Client<typeof ResourceManagerGateway> | undefined
-      const heartbeats = new Map<string, number>()
-      return {
-        handlers: {
-          submitJob: ({ jobId, tasks }) =>
-            Effect.gen(function*() {
-              const token = yield* leader
-              const rm = resourceManager!
-              yield* log(`${token}: ${jobId} submitted with ${tasks} tasks; requesting slots`)
-              // Talking to other endpoints takes a while: do it off the main thread.
-              return RpcEndpoint.later(
-                Effect.forEach(Array.from({ length: tasks }, (_, i) => i + 1), (i) =>
-                  Effect.gen(function*() {
-                    const slot = yield* rm.requestSlot({ jobId })
-                    const taskExecutor = yield* service.connect(slot.address, TaskExecutorGateway)
-                    const taskId = `${jobId}/task-${i}`
-                    yield* log(`${token}: offering ${taskId} to ${slot.taskExecutorId}`)
-                    return yield* taskExecutor.submitTask({ taskId, jobMaster: main.address, leader: token })
-                  })).pipe(Effect.map((running) => `${jobId} is running: ${running.join(", ")}`))
-              )
-            }),
-          registerTaskExecutor: (id) =>
-            Effect.flatMap(leader, (token) => log(`${token}: ${id} connected`)),
-          heartbeatFromTaskExecutor: (id) => Effect.sync(() => heartbeats.set(id, (heartbeats.get(id) ?? 0) + 1)),
-          grantLeadership: (token) =>
-            Effect.gen(function*() {
-              const previous = yield* leader
-              yield* main.setFencingToken(token)
-              yield* log(`leadership moved from ${previous} to ${token}`)
-            })
-        },
-        onStart: Effect.gen(function*() {
-          resourceManager = yield* service.connect(RpcAddress.local(SERVICE, "resourcemanager"), ResourceManagerGateway)
-          yield* log(`started as ${yield* leader}`)
-        }),
-        onStop: Effect.suspend(() =>
-          log(`stopping; heartbeats accepted: ${[...heartbeats].map(([id, n]) => `${id}=${n}`).join(", ")}`)
-        )
-      }
-    })
-})
-
-// ---------------------------------------------------------------------------------------------------------------
-// TaskExecutor
-// ---------------------------------------------------------------------------------------------------------------
-
-const taskExecutor = (id: string) =>
-  RpcEndpoint.make({
-    id,
-    gateways: [TaskExecutorGateway],
-    init: (main) =>
-      Effect.gen(function*() {
-        const service = yield* RpcService.RpcService
-        const log = logger(id)
-        let resourceManager: RpcGateway.Client<typeof ResourceManagerGateway> | undefined
-        // The JobMaster leader we follow, and our connection to it once established.
-        let leader: string | undefined
-        let jobMaster: RpcGateway.Client<typeof JobMasterGateway> | undefined
-        const tasks: Array<string> = []
-
-        // Runs off the main thread (inside `later`); re-enters state with runAsync.
-        const connectToJobMaster = (address: string, token: string) =>
-          Effect.gen(function*() {
-            const client = yield* service.connectFenced(address, token, JobMasterGateway)
-            yield* client.registerTaskExecutor(id)
-            yield* main.runAsync(Effect.sync(() => {
-              if (leader === token) jobMaster = client
-            }))
-            yield* log(`connected to the JobMaster as ${token}`)
-          }).pipe(Effect.catch((error) => log(`could not connect to the JobMaster: ${error.message}`)))
-
-        // Runs on the main thread every HEARTBEAT_INTERVAL, HEARTBEATS times. The JobMaster never waits for
-        // a TaskExecutor on its main thread, so a short ask from here cannot deadlock.
-        const heartbeat = (beat: number): Effect.Effect<void, unknown> =>
-          Effect.gen(function*() {
-            yield* resourceManager!.heartbeatFromTaskExecutor(id)
-            if (jobMaster !== undefined) {
-              yield* jobMaster.heartbeatFromTaskExecutor(id).pipe(
-                Effect.catchTag("FencingTokenError", (error) =>
-                  Effect.andThen(
-                    Effect.sync(() => jobMaster = undefined),
-                    log(`heartbeat rejected, disconnecting from the JobMaster:${indent}${error.message}`)
-                  ))
-              )
-            }
-            if (beat < HEARTBEATS) yield* main.scheduleRunAsync(heartbeat(beat + 1), HEARTBEAT_INTERVAL)
-            else yield* log(`sent the last of ${HEARTBEATS} heartbeats`)
-          })
-
-        // Follows a new leader: forget the old connection (on the main thread); connect later, off it.
-        const follow = (token: string) => {
-          leader = token
-          jobMaster = undefined
-        }
-
-        return {
-          handlers: {
-            submitTask: ({ jobMaster: address, leader: token, taskId }) =>
-              Effect.gen(function*() {
-                tasks.push(taskId)
-                yield* log(`running ${taskId} for ${token}`)
-                const reply = `${taskId}@${id}`
-                if (leader === token) return reply
-                follow(token)
-                return RpcEndpoint.later(Effect.as(connectToJobMaster(address, token), reply))
-              }),
-            jobMasterLeaderChanged: ({ address, leader: token }) =>
-              Effect.gen(function*() {
-                yield* log(`told that the JobMaster's leader is now ${token}`)
-                if (leader === token) return
-                follow(token)
-                return RpcEndpoint.later(connectToJobMaster(address, token))
-              })
-          },
-          onStart: Effect.gen(function*() {
-            resourceManager = yield* service.connect(RpcAddress.local(SERVICE, "resourcemanager"), ResourceManagerGateway)
-            yield* resourceManager.registerTaskExecutor({ id, address: main.address, slots: 2 })
-            yield* log("registered with the ResourceManager; heartbeating")
-            yield* main.scheduleRunAsync(heartbeat(1), HEARTBEAT_INTERVAL)
-          }),
-          onStop: Effect.suspend(() => log(`stopping; ran ${tasks.length} tasks: ${tasks.join(", ")}`))
-        }
-      })
-  })
-
-// ---------------------------------------------------------------------------------------------------------------
-// The dispatcher: this program
-// ---------------------------------------------------------------------------------------------------------------
+const launcher = logger("launcher")
+const log = logger("dispatcher")
 
 const program = Effect.gen(function*() {
-  const service = yield* RpcService.RpcService
-  const log = logger("dispatcher")
-  const jobMasterAddress = RpcAddress.local(SERVICE, "jobmaster")
+  yield* launcher("starting the ResourceManager")
+  const rmRole = yield* spawnRole("resourcemanager", "examples/demo/resourcemanager.ts")
+  const [rmAddress] = yield* rmRole.ready
+  yield* launcher("starting the JobMaster and two TaskExecutors")
+  const [jmRole, te1Role, te2Role] = yield* Effect.all([
+    spawnRole("jobmaster", "examples/demo/jobmaster.ts", [rmAddress]),
+    spawnRole("te-1", "examples/demo/taskexecutor.ts", ["te-1", rmAddress]),
+    spawnRole("te-2", "examples/demo/taskexecutor.ts", ["te-2", rmAddress])
+  ])
+  const [[jobMasterAddress], [te1Address], [te2Address]] = yield* Effect.all(
+    [jmRole.ready, te1Role.ready, te2Role.ready],
+    { concurrency: "unbounded" }
+  )
 
-  // An endpoint Layer is built once its onStart has run, so both TaskExecutors have registered by now.
-  const resourceManager = yield* service.connect(RpcAddress.local(SERVICE, "resourcemanager"), ResourceManagerGateway)
+  const service = yield* RpcService.RpcService
+  // A TaskExecutor prints READY once its onStart has run, so both have registered by now.
+  const resourceManager = yield* service.connect(rmAddress, ResourceManagerGateway)
   const registered = yield* resourceManager.registeredTaskExecutors()
   yield* log(`TaskExecutors registered: ${registered.join(", ")}; submitting job-1`)
 
@@ -281,38 +65,44 @@ const program = Effect.gen(function*() {
   yield* log("--- leader change: the JobMaster's leadership moves to leader-2 ---")
   yield* session1.grantLeadership("leader-2")
   yield* session1.submitJob({ jobId: "job-2", tasks: 2 }).pipe(
-    Effect.catchTag("FencingTokenError", (error) =>
-      log(`the leader-1 session is rejected:${indent}${error.message}`))
+    Effect.catchTag("FencingTokenError", (error) => log(`the leader-1 session is rejected:\n  ${error.message}`))
   )
   // Meanwhile the TaskExecutors' heartbeats still carry leader-1.
-  yield* Effect.sleep("250 millis")
+  yield* Effect.sleep("300 millis")
 
   yield* log("announcing leader-2 to the TaskExecutors")
-  yield* Effect.forEach(["te-1", "te-2"], (id) =>
+  yield* Effect.forEach([te1Address, te2Address], (address) =>
     Effect.flatMap(
-      service.connect(RpcAddress.local(SERVICE, id), TaskExecutorGateway),
+      service.connect(address, TaskExecutorGateway),
       (te) => te.jobMasterLeaderChanged({ address: jobMasterAddress, leader: "leader-2" })
     ))
   const session2 = yield* service.connectFenced(jobMasterAddress, "leader-2", JobMasterGateway)
   yield* log(yield* session2.submitJob({ jobId: "job-2", tasks: 2 }))
-  yield* Effect.sleep("600 millis")
+  yield* Effect.sleep("400 millis")
+
+  yield* log(`--- te-2 crashes: the launcher kills its process (SIGKILL, pid ${te2Role.pid}) ---`)
+  const killedAt = yield* Clock.currentTimeMillis
+  yield* te2Role.kill
+  // The ResourceManager must notice within a heartbeat interval plus the heartbeat pause; poll, bounded.
+  const remaining = yield* resourceManager.registeredTaskExecutors().pipe(
+    Effect.repeat({ until: (ids) => !ids.includes("te-2"), schedule: Schedule.spaced("50 millis") }),
+    Effect.timeoutOrElse({
+      duration: "3 seconds",
+      orElse: () => Effect.fail(new LaunchError({ detail: "the ResourceManager did not notice that te-2 died" }))
+    })
+  )
+  const noticedAfter = (yield* Clock.currentTimeMillis) - killedAt
+  yield* log(
+    `the ResourceManager dropped te-2 ${noticedAfter} ms after the kill (heartbeats every ` +
+      `${Duration.format(HEARTBEAT_INTERVAL)}, pause ${Duration.format(HEARTBEAT_PAUSE)}); ` +
+      `registered now: ${remaining.join(", ")}`
+  )
 
   yield* log("--- shutting down the cluster ---")
-})
+  yield* te1Role.stop
+  yield* jmRole.stop
+  yield* rmRole.stop
+  yield* log("cluster stopped")
+}).pipe(Effect.scoped)
 
-// The TaskExecutors and the JobMaster start once the ResourceManager runs; closing the Layer stops them first,
-// then the ResourceManager, then the RpcService.
-const ClusterLayer = Layer.mergeAll(
-  RpcEndpoint.layer(JobMaster),
-  RpcEndpoint.layer(taskExecutor("te-1")),
-  RpcEndpoint.layer(taskExecutor("te-2"))
-).pipe(
-  Layer.provideMerge(RpcEndpoint.layer(ResourceManager)),
-  Layer.provideMerge(RpcService.layerLocal({ name: SERVICE }))
-)
-
-program.pipe(
-  Effect.provide(ClusterLayer),
-  Effect.andThen(logger("dispatcher")("cluster stopped")),
-  NodeRuntime.runMain
-)
+program.pipe(Effect.provide(ClusterService), withWatchdog("30 seconds"), runLauncher)

@@ -182,6 +182,22 @@ describe("remote transport", () => {
       assert.strictEqual(yield* gateway.upload("abc"), 3)
     }))
 
+  it.live("a void ask whose handler returns a value replies void, as it does locally", () =>
+    Effect.gen(function*() {
+      const { client, server } = yield* tcpPair()
+      const Touch = RpcGateway.make("Touch", { touch: RpcGateway.ask({}) })
+      const endpoint = yield* startOn(
+        server,
+        RpcEndpoint.make({
+          id: "touch",
+          gateways: [Touch],
+          init: () => Effect.succeed({ handlers: { touch: () => Effect.sync(() => new Map().set("x", 1)) } })
+        })
+      )
+      const gateway = yield* client.connect(endpoint.address, Touch)
+      assert.isUndefined(yield* gateway.touch())
+    }))
+
   describe("PekkoRpcActorHandshakeTest", () => {
     it.live("testVersionMismatchBetweenRpcComponents: a peer speaking another protocol version is refused at hello", () =>
       Effect.gen(function*() {

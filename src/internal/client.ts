@@ -40,7 +40,8 @@ export const formatCallSite = (error: Error): string | undefined => {
   const stack = error.stack
   if (stack === undefined) return undefined
   const frames = stack.split("\n").slice(1).map((line) => line.trim()).filter((line) =>
-    line.startsWith("at ") && !line.includes(sourceDir) && !line.includes("/node_modules/effect/")
+    line.startsWith("at ") && !line.includes(sourceDir) && !line.includes("/node_modules/effect/") &&
+    !line.includes("(<anonymous>)")
   )
   return frames.length === 0 ? undefined : frames.slice(0, 8).join("\n  ")
 }

@@ -410,7 +410,8 @@ export class Connection {
     let value: Result.Result<unknown, string>
     if (Exit.isSuccess(exit)) {
       outcome = Wire.Outcome.Success
-      value = Wire.encodeValue(spec!.success, exit.value)
+      // A `void` handler may still return something (TypeScript allows it); there is nothing to send.
+      value = Wire.encodeValue(spec!.success, spec!.success === Schema.Void ? undefined : exit.value)
     } else {
       const error = Exit.findErrorOption(exit)
       const failure = error._tag === "Some" ? error.value : describe(exit.cause)
