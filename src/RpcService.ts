@@ -31,6 +31,8 @@ import type { RpcServer } from "./RpcServer.js"
 export interface RpcServiceShape {
   /** The service's name: the authority of its `local://` addresses. */
   readonly name: string
+  /** The address an endpoint with this id has on this service (`rpc://host:port/id` once it has a transport). */
+  readonly address: (endpointId: string) => string
   /**
    * Creates the endpoint's server in the *stopped* state: it has an address and answers connects, but asks fail
    * with `EndpointNotStartedError` until `server.start`.

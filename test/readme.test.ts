@@ -2,7 +2,7 @@
  * The README's tour, run as a test so that the documentation keeps compiling and telling the truth.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Layer, Schedule, Schema } from "effect"
+import { Context, Duration, Effect, Layer, Schedule, Schema } from "effect"
 import { RpcConfig, RpcEndpoint, RpcError, RpcGateway, RpcService } from "effect-actor-rpc"
 
 class KeyNotFound extends Schema.TaggedError<KeyNotFound>()("KeyNotFound", { key: Schema.String }) {}
@@ -83,4 +83,19 @@ describe("README", () => {
         )
       )
     ))
+
+  it.live("across processes: a TCP server Layer on a port range, a TCP client connecting by address", () =>
+    Effect.gen(function*() {
+      const server = yield* Layer.build(
+        RpcEndpoint.layer(KvEndpoint).pipe(Layer.provideMerge(RpcService.layerTcp({ name: "kv-server", port: "0" })))
+      )
+      const kvAddress = Context.get(server, RpcService.RpcService).address("kv")
+      assert.match(kvAddress, /^rpc:\/\/127\.0\.0\.1:\d+\/kv$/)
+      yield* Effect.gen(function*() {
+        const service = yield* RpcService.RpcService
+        const kv = yield* service.connect(kvAddress, KvGateway)
+        yield* kv.putData({ key: "answer", value: "42" })
+        assert.strictEqual(yield* kv.getData("answer"), "42")
+      }).pipe(Effect.provide(RpcService.layerTcp()))
+    }))
 })
