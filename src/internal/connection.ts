@@ -17,7 +17,7 @@ import type * as Socket from "effect/socket/Socket"
 import * as RpcAddress from "../RpcAddress.js"
 import type { RpcConfig } from "../RpcConfig.js"
 import {
-  type ConnectionFailureReason,
+  ConnectionFailureReason,
   describe,
   FrameTooLargeError,
   RecipientUnreachableError,
@@ -44,6 +44,17 @@ export interface ConnectionHost {
   /** An inbound connection's peer said who it is: calls to that peer may use this connection. */
   readonly register: (connection: Connection, peerAuthority: string) => void
   readonly unregister: (connection: Connection) => void
+}
+
+/** One call out: the endpoint it goes to and what it carries. */
+export interface OutboundCall {
+  readonly address: string
+  readonly endpointId: string
+  readonly gateway: RpcGateway.Any
+  readonly method: string
+  readonly payload: unknown
+  /** `NoToken` for an unfenced call. */
+  readonly token: unknown
 }
 
 /** Why a connection could not be opened. */
@@ -162,50 +173,25 @@ export class Connection {
 
   /** Encodes the payload and token; a value that does not encode, or a frame over the limit, sends nothing. */
   private encodeCall(
+    call: OutboundCall,
     tell: boolean,
-    id: number,
-    address: string,
-    endpointId: string,
-    gateway: RpcGateway.Any,
-    method: string,
-    payload: unknown,
-    token: unknown
+    id: number
   ): Result.Result<Wire.OutFrame, RpcSerializationError | FrameTooLargeError> {
+    const { address, gateway, method } = call
     const qualified = qualify(gateway.name, method)
-    const spec = (gateway.methods as RpcGateway.Methods)[method]!
-    const encoded = Wire.encodeValue(spec.payload, payload)
-    if (Result.isFailure(encoded)) {
-      return Result.fail(
-        new RpcSerializationError({
-          address,
-          method: qualified,
-          direction: "request",
-          operation: "encode",
-          detail: encoded.failure
-        })
+    const cannotEncode = (detail: string) =>
+      Result.fail(
+        new RpcSerializationError({ address, method: qualified, direction: "request", operation: "encode", detail })
       )
-    }
+    const spec = (gateway.methods as RpcGateway.Methods)[method]!
+    const encoded = Wire.encodeValue(spec.payload, call.payload)
+    if (Result.isFailure(encoded)) return cannotEncode(encoded.failure)
     let frame: Wire.OutFrame
     try {
-      frame = Wire.invoke(
-        tell,
-        id,
-        endpointId,
-        gateway.name,
-        method,
-        token === NoToken ? undefined : { value: token },
-        encoded.success
-      )
+      const token = call.token === NoToken ? undefined : { value: call.token }
+      frame = Wire.invoke(tell, id, call.endpointId, gateway.name, method, token, encoded.success)
     } catch (error) {
-      return Result.fail(
-        new RpcSerializationError({
-          address,
-          method: qualified,
-          direction: "request",
-          operation: "encode",
-          detail: `the fencing token or payload cannot be packed: ${describe(error)}`
-        })
-      )
+      return cannotEncode(`the fencing token cannot be packed: ${describe(error)}`)
     }
     const limit = this.limit
     if (frame.body.length > limit) {
@@ -217,49 +203,34 @@ export class Connection {
   }
 
   /** Sends an ask; the effect completes with the decoded reply, or fails at once if the connection closes. */
-  ask(
-    address: string,
-    endpointId: string,
-    gateway: RpcGateway.Any,
-    method: string,
-    payload: unknown,
-    token: unknown
-  ): Effect.Effect<unknown, unknown> {
+  ask(call: OutboundCall): Effect.Effect<unknown, unknown> {
     return Effect.callback<unknown, unknown>((resume) => {
-      const qualified = qualify(gateway.name, method)
+      const qualified = qualify(call.gateway.name, call.method)
       if (this.state === "closed") {
-        resume(unreachable(address, qualified, this.lostReason()))
+        resume(unreachable(call.address, qualified, this.lostReason()))
         return
       }
       const id = this.takeId()
-      const frame = this.encodeCall(false, id, address, endpointId, gateway, method, payload, token)
+      const frame = this.encodeCall(call, false, id)
       if (Result.isFailure(frame)) {
         resume(Effect.fail(frame.failure))
         return
       }
-      const spec = (gateway.methods as RpcGateway.Methods)[method]!
-      this.pending.set(id, { _tag: "Ask", address, method: qualified, spec, resume })
+      const spec = (call.gateway.methods as RpcGateway.Methods)[call.method]!
+      this.pending.set(id, { _tag: "Ask", address: call.address, method: qualified, spec, resume })
       this.push(frame.success)
       return Effect.sync(() => this.pending.delete(id))
     })
   }
 
   /** Sends a tell; fails only when it cannot be sent. */
-  tell(
-    address: string,
-    endpointId: string,
-    gateway: RpcGateway.Any,
-    method: string,
-    payload: unknown,
-    token: unknown
-  ): Effect.Effect<void, unknown> {
+  tell(call: OutboundCall): Effect.Effect<void, unknown> {
     return Effect.suspend((): Effect.Effect<void, unknown> => {
       if (this.state === "closed") {
-        return Effect.fail(
-          new RecipientUnreachableError({ address, method: qualify(gateway.name, method), reason: this.lostReason() })
-        )
+        const method = qualify(call.gateway.name, call.method)
+        return Effect.fail(new RecipientUnreachableError({ address: call.address, method, reason: this.lostReason() }))
       }
-      const frame = this.encodeCall(true, 0, address, endpointId, gateway, method, payload, token)
+      const frame = this.encodeCall(call, true, 0)
       if (Result.isFailure(frame)) return Effect.fail(frame.failure)
       this.push(frame.success)
       return Effect.void
@@ -655,18 +626,6 @@ export class Connection {
   }
 }
 
-const reasons: ReadonlySet<string> = new Set<ConnectionFailureReason>([
-  "InvalidAddress",
-  "UnknownService",
-  "UnknownEndpoint",
-  "GatewayNotServed",
-  "GatewayMismatch",
-  "VersionMismatch",
-  "UnknownHost",
-  "Refused",
-  "Unreachable",
-  "Untrusted"
-])
+const isReason = Schema.is(ConnectionFailureReason)
 
-const toReason = (reason: string): ConnectionFailureReason =>
-  reasons.has(reason) ? reason as ConnectionFailureReason : "Unreachable"
+const toReason = (reason: string): ConnectionFailureReason => isReason(reason) ? reason : "Unreachable"

@@ -25,6 +25,7 @@ import type { RpcServer } from "../RpcServer.js"
 import type { RpcServiceShape } from "../RpcService.js"
 import * as Client from "./client.js"
 import { EndpointRuntime, type Host, type Invoke, NoToken } from "./endpoint.js"
+import type { Connection, OutboundCall } from "./connection.js"
 import type { Transport } from "./transport.js"
 
 const services = new Map<string, LocalService>()
@@ -183,30 +184,30 @@ export class LocalService implements RpcServiceShape, Host {
 
   private remotePort(address: string, authority: string, endpointId: string): Client.Port {
     const transport = this.transport!
-    const gone = (gateway: RpcGateway.Any, method: string) =>
-      Effect.fail(
-        new RecipientUnreachableError({
-          address,
-          method: `${gateway.name}.${method}`,
-          reason: `RpcService ${this.name} is closing its connections`
-        })
-      )
+    const send = <A>(
+      gateway: RpcGateway.Any,
+      method: string,
+      payload: unknown,
+      token: unknown,
+      use: (connection: Connection, call: OutboundCall) => Effect.Effect<A, unknown>
+    ) =>
+      Effect.suspend(() => {
+        const connection = transport.connectionTo(authority)
+        if (connection !== undefined) return use(connection, { address, endpointId, gateway, method, payload, token })
+        return Effect.fail(
+          new RecipientUnreachableError({
+            address,
+            method: `${gateway.name}.${method}`,
+            reason: `RpcService ${this.name} is closing its connections`
+          })
+        )
+      })
     return {
       address,
       ask: (gateway, method, payload, token) =>
-        Effect.suspend(() => {
-          const connection = transport.connectionTo(authority)
-          return connection === undefined
-            ? gone(gateway, method)
-            : connection.ask(address, endpointId, gateway, method, payload, token)
-        }),
+        send(gateway, method, payload, token, (connection, call) => connection.ask(call)),
       tell: (gateway, method, payload, token) =>
-        Effect.suspend(() => {
-          const connection = transport.connectionTo(authority)
-          return connection === undefined
-            ? gone(gateway, method)
-            : connection.tell(address, endpointId, gateway, method, payload, token)
-        })
+        send(gateway, method, payload, token, (connection, call) => connection.tell(call))
     }
   }
 
