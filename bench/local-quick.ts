@@ -1,6 +1,7 @@
 /**
- * A quick in-process measurement: sequential local asks, concurrent local asks and tells per second.
- * Run: npx tsx bench/local-quick.ts (the full benchmark suite arrives with the benchmarks issue).
+ * A quick measurement of sequential asks, concurrent asks and tells per second, in-process or (with `--tcp`)
+ * between two TCP services of this process over 127.0.0.1. `--capture` turns call-site capture on.
+ * Run: npm run bench:local [-- --tcp] [-- --capture] (the full benchmark suite arrives with the benchmarks issue).
  */
 import { Effect, Layer, Schema } from "effect"
 import { RpcConfig, RpcEndpoint, RpcGateway, RpcService } from "effect-actor-rpc"
@@ -36,16 +37,21 @@ const rate = (label: string, count: number, run: Effect.Effect<unknown, unknown>
     console.log(`${label.padEnd(28)} ${Math.round(count / seconds).toLocaleString("en-US").padStart(12)} /s`)
   })
 
+const tcp = process.argv.includes("--tcp")
+
 const program = Effect.gen(function*() {
   const service = yield* RpcService.RpcService
-  const client = yield* service.connect(`local://${service.name}/bench`, Gateway)
-  const n = 100_000
+  // Over TCP the caller is a second service, so every call crosses the socket.
+  const caller = tcp ? yield* RpcService.makeTcp() : service
+  const client = yield* caller.connect(service.address("bench"), Gateway)
+  const where = tcp ? "tcp" : "local"
+  const n = tcp ? 20_000 : 100_000
   for (let round = 0; round < 2; round++) {
-    yield* rate("local ask, sequential", n, Effect.gen(function*() {
+    yield* rate(`${where} ask, sequential`, n, Effect.gen(function*() {
       for (let i = 0; i < n; i++) yield* client.ask(i)
     }))
-    yield* rate("local ask, 256 in flight", n, Effect.forEach(Array.from({ length: n }, (_, i) => i), (i) => client.ask(i), { concurrency: 256, discard: true }))
-    yield* rate("local tell", n, Effect.gen(function*() {
+    yield* rate(`${where} ask, 256 in flight`, n, Effect.forEach(Array.from({ length: n }, (_, i) => i), (i) => client.ask(i), { concurrency: 256, discard: true }))
+    yield* rate(`${where} tell`, n, Effect.gen(function*() {
       for (let i = 0; i < n; i++) yield* client.tell(i)
       yield* client.ask(0)
     }))
@@ -55,8 +61,9 @@ const program = Effect.gen(function*() {
 const capture = process.argv.includes("--capture")
 program.pipe(
   Effect.provide(RpcEndpoint.layer(endpoint).pipe(
-    Layer.provideMerge(RpcService.layerLocal()),
+    Layer.provideMerge(tcp ? RpcService.layerTcp() : RpcService.layerLocal()),
     Layer.provide(RpcConfig.layer({ captureAskCallSite: capture }))
   )),
+  Effect.scoped,
   Effect.runPromise
 )

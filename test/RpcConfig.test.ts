@@ -35,6 +35,38 @@ describe("RpcConfig", () => {
       )
     ))
 
+  it.effect("config reads the transport keys: heartbeats, bind and external address, TLS", () =>
+    Effect.gen(function*() {
+      const config = yield* RpcConfig.config
+      assert.isTrue(Duration.equals(config.heartbeatInterval, Duration.millis(250)))
+      assert.isTrue(Duration.equals(config.heartbeatPause, Duration.seconds(2)))
+      assert.strictEqual(config.bindHost, "0.0.0.0")
+      assert.strictEqual(config.bindPort, "50100-50200")
+      assert.strictEqual(config.externalHost, "rpc.example.org")
+      assert.strictEqual(config.externalPort, 443)
+      assert.strictEqual(config.tlsCert, "/etc/rpc/node.crt")
+      assert.isUndefined(config.tlsKey)
+      assert.isFalse(config.tlsRequireClientCert)
+      assert.deepStrictEqual(config.tlsPinnedFingerprints, ["AA:BB", "CC:DD"])
+    }).pipe(
+      Effect.provideService(
+        ConfigProvider.ConfigProvider,
+        ConfigProvider.fromEnv({
+          env: {
+            RPC_HEARTBEAT_INTERVAL: "250 millis",
+            RPC_HEARTBEAT_PAUSE: "2 seconds",
+            RPC_BIND_HOST: "0.0.0.0",
+            RPC_BIND_PORT: "50100-50200",
+            RPC_EXTERNAL_HOST: "rpc.example.org",
+            RPC_EXTERNAL_PORT: "443",
+            RPC_TLS_CERT: "/etc/rpc/node.crt",
+            RPC_TLS_REQUIRE_CLIENT_CERT: "false",
+            RPC_TLS_PINNED_FINGERPRINTS: "AA:BB, CC:DD"
+          }
+        }).pipe(ConfigProvider.constantCase)
+      )
+    ))
+
   it.effect("layerFromEnv reads the process environment; explicit options win", () =>
     Effect.gen(function*() {
       process.env.RPC_CAPTURE_ASK_CALL_SITE = "false"

@@ -98,6 +98,7 @@ export class Connection {
   private readonly pending = new Map<number, PendingAsk | PendingConnect>()
   private outbound: Array<Uint8Array> = []
   private wakeWriter: (() => void) | undefined
+  private wakeScheduled = false
   private lastHeard = 0
   private readonly decoder: Frame.FrameDecoder
   /** Completes when both hellos are through; fails with why the connection could not be opened. */
@@ -127,6 +128,16 @@ export class Connection {
 
   private push(frame: Wire.OutFrame): void {
     this.outbound.push(frame.header, frame.body)
+    if (!this.wakeScheduled) {
+      // Waking the writer at once would write each frame on its own; waking it once the current turn is over
+      // sends everything queued in that turn in one write.
+      this.wakeScheduled = true
+      queueMicrotask(this.wake)
+    }
+  }
+
+  private readonly wake = (): void => {
+    this.wakeScheduled = false
     const wake = this.wakeWriter
     if (wake !== undefined) {
       this.wakeWriter = undefined
@@ -498,9 +509,7 @@ export class Connection {
       else entry.resume(because)
     }
     this.host.unregister(this)
-    const wake = this.wakeWriter
-    this.wakeWriter = undefined
-    wake?.()
+    this.wake()
     Deferred.doneUnsafe(this.closed, Exit.void)
   }
 
