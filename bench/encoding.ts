@@ -10,26 +10,23 @@
  *
  * Candidates:
  *   A      JSON codec (`Schema.toCodecJson`) → JSON.stringify → UTF-8 (Buffer), reverse on decode
- *   B      JSON codec → msgpackr (`useRecords: false`)
- *   B+rec  JSON codec → msgpackr (`useRecords: true`; record definitions are inline per message,
- *          no state is shared across messages)
- *   C      plain encoded side (`Schema.encodeSync(schema)`) → msgpackr (`useRecords: false`)
- *   C+sc   plain encoded side → msgpackr (`useRecords, structuredClone, moreTypes`)
+ *   B      JSON codec → MessagePack (@msgpack/msgpack, the envelope's library)
+ *   C      plain encoded side (`Schema.encodeSync(schema)`) → MessagePack
  *   D      `SchemaBinary.toCodec(schema)` with `Schema.encodeSync` / `Schema.decodeUnknownSync`
  *   D-fp   `SchemaBinary.toCodec(schema, { fingerprint: true })`
  *   D-dir  `SchemaBinary.encoder(schema).encode` / `SchemaBinary.parser(schema).feedSync` (the
  *          public entry points of the direct path; `encodeUnknownSync` is internal and untyped)
  *   D-fdir the same with `fingerprint: true`
  *
- * SchemaBinary and msgpackr return views into a shared output buffer; neither rewrites earlier
- * views on later encodes (checked below), so a writer can pass them straight to `socket.write`
- * and no copy is timed.
+ * SchemaBinary returns views into a shared output buffer, but does not rewrite earlier views on
+ * later encodes (checked below), so a writer can pass them straight to `socket.write` and no copy
+ * is timed; @msgpack/msgpack's `encode` returns a fresh copy.
  *
  * Run: npx tsx bench/encoding.ts
  */
 import { Option, Schema } from "effect"
 import { SchemaBinary } from "effect/encoding"
-import { Packr } from "msgpackr"
+import { Decoder, Encoder } from "@msgpack/msgpack"
 
 type AnySchema = Schema.ConstraintCodec<unknown, unknown, never, never>
 
@@ -53,14 +50,14 @@ const plainSides = (schema: AnySchema) => ({
   decode: Schema.decodeUnknownSync(schema)
 })
 
-const msgpackr = (
-  sides: (schema: AnySchema) => { encode: (v: unknown) => unknown; decode: (v: unknown) => unknown },
-  options: ConstructorParameters<typeof Packr>[0]
+const msgpack = (
+  sides: (schema: AnySchema) => { encode: (v: unknown) => unknown; decode: (v: unknown) => unknown }
 ) =>
 (schema: AnySchema): Codec => {
   const { encode, decode } = sides(schema)
-  const packr = new Packr(options)
-  return { encode: (v) => packr.pack(encode(v)), decode: (b) => decode(packr.unpack(b)) }
+  const encoder = new Encoder()
+  const decoder = new Decoder()
+  return { encode: (v) => encoder.encode(encode(v)), decode: (b) => decode(decoder.decode(b)) }
 }
 
 const binaryCodec = (fingerprint: boolean) => (schema: AnySchema): Codec => {
@@ -92,13 +89,8 @@ const candidates: ReadonlyArray<Candidate> = [
       }
     }
   },
-  { name: "B json+msgpackr", make: msgpackr(jsonSides, { useRecords: false }) },
-  { name: "B+rec json+msgpackr", make: msgpackr(jsonSides, { useRecords: true }) },
-  { name: "C plain+msgpackr", make: msgpackr(plainSides, { useRecords: false }) },
-  {
-    name: "C+sc plain+msgpackr",
-    make: msgpackr(plainSides, { useRecords: true, structuredClone: true, moreTypes: true })
-  },
+  { name: "B json+msgpack", make: msgpack(jsonSides) },
+  { name: "C plain+msgpack", make: msgpack(plainSides) },
   { name: "D SchemaBinary", make: binaryCodec(false) },
   { name: "D-fp SchemaBinary", make: binaryCodec(true) },
   { name: "D-dir SchemaBinary", make: binaryDirect(false) },

@@ -1,13 +1,13 @@
 /**
  * The wire protocol (docs/PROTOCOL.md): the messages two services exchange over one connection, and how values
- * become bytes. A frame body is a MessagePack array whose first element is the message type; payloads and
+ * become bytes. A frame body is a MessagePack array (@msgpack/msgpack) whose first element is the message type; payloads and
  * replies travel inside it as byte strings written by Effect's SchemaBinary codec of the method's Schemas
  * (chosen by measurement: bench/encoding.ts).
  */
 import * as SchemaBinary from "effect/encoding/SchemaBinary"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
-import { Packr, Unpackr } from "msgpackr"
+import { Decoder, Encoder } from "@msgpack/msgpack"
 import * as Frame from "./frame.js"
 
 /** The protocol version this library speaks; a peer with another version is refused at hello. */
@@ -60,9 +60,10 @@ export type Message =
   | { readonly _tag: "Heartbeat"; readonly reply: boolean }
   | { readonly _tag: "Close"; readonly reason: string; readonly detail: string }
 
-// Records and structured cloning would need state shared across frames; plain MessagePack needs none.
-const packr = new Packr({ useRecords: false, moreTypes: false, variableMapSize: true })
-const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true })
+// Plain MessagePack: every frame stands alone. The decoder refuses `__proto__` keys, so nothing from the wire
+// can reach a prototype.
+const encoder = new Encoder()
+const decoder = new Decoder()
 
 const header = (length: number): Uint8Array => {
   const bytes = new Uint8Array(Frame.HEADER_BYTES)
@@ -77,7 +78,7 @@ export interface OutFrame {
 }
 
 const frame = (message: ReadonlyArray<unknown>): OutFrame => {
-  const body = packr.pack(message as Array<unknown>)
+  const body = encoder.encode(message)
   return { header: header(body.length), body }
 }
 
@@ -138,7 +139,7 @@ const isToken = (u: unknown): u is null | [unknown] => u === null || (Array.isAr
 export const decode = (body: Uint8Array): Message | WireError => {
   let m: unknown
   try {
-    m = unpackr.unpack(body)
+    m = decoder.decode(body)
   } catch (error) {
     return new WireError(`an undecodable frame (${error instanceof Error ? error.message : String(error)})`)
   }
