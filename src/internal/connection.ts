@@ -388,63 +388,42 @@ export class Connection {
     exit: Exit.Exit<unknown, unknown>
   ): void {
     if (this.state === "closed") return
-    let outcome: number
-    let value: Result.Result<unknown, string>
-    if (Exit.isSuccess(exit)) {
-      outcome = Wire.Outcome.Success
-      // A `void` handler may still return something (TypeScript allows it); there is nothing to send.
-      value = Wire.encodeValue(spec!.success, spec!.success === Schema.Void ? undefined : exit.value)
-    } else {
-      const error = Exit.findErrorOption(exit)
-      const failure = error._tag === "Some" ? error.value : describe(exit.cause)
-      if (isRpcCallError(failure)) {
-        outcome = Wire.Outcome.Error
-        value = encodeRpcError(failure)
-      } else if (spec !== undefined) {
-        outcome = Wire.Outcome.Failure
-        value = Wire.encodeValue(spec.failure, failure)
-        if (Result.isFailure(value)) {
-          outcome = Wire.Outcome.Error
-          value = encodeRpcError(
-            new RemoteDefectError({
-              address,
-              method,
-              defect: `the handler failed with ${describe(failure)}, which its failure Schema does not describe`
-            })
-          )
-        }
-      } else {
-        outcome = Wire.Outcome.Error
-        value = encodeRpcError(new RemoteDefectError({ address, method, defect: describe(failure) }))
-      }
-    }
-    if (Result.isFailure(value)) {
-      outcome = Wire.Outcome.Error
-      value = encodeRpcError(
-        new RpcSerializationError({ address, method, direction: "response", operation: "encode", detail: value.failure })
+    const cannotEncode = (detail: string) =>
+      new RpcSerializationError({ address, method, direction: "response", operation: "encode", detail })
+    const errorFrame = (error: RpcCallError): Wire.OutFrame => {
+      const encoded = encodeRpcError(error)
+      return Wire.reply(
+        id,
+        Wire.Outcome.Error,
+        Result.isSuccess(encoded) ? encoded.success : Result.getOrThrow(encodeRpcError(cannotEncode(encoded.failure)))
       )
     }
     let frame: Wire.OutFrame
-    try {
-      frame = Wire.reply(id, outcome, Result.getOrThrow(value))
-    } catch (error) {
-      frame = Wire.reply(
-        id,
-        Wire.Outcome.Error,
-        Result.getOrThrow(encodeRpcError(
-          new RpcSerializationError({ address, method, direction: "response", operation: "encode", detail: describe(error) })
-        ))
-      )
+    if (Exit.isSuccess(exit)) {
+      // A `void` handler may still return something (TypeScript allows it); there is nothing to send.
+      const value = Wire.encodeValue(spec!.success, spec!.success === Schema.Void ? undefined : exit.value)
+      frame = Result.isSuccess(value)
+        ? Wire.reply(id, Wire.Outcome.Success, value.success)
+        : errorFrame(cannotEncode(value.failure))
+    } else {
+      const error = Exit.findErrorOption(exit)
+      const failure = error._tag === "Some" ? error.value : describe(exit.cause)
+      const value = isRpcCallError(failure) || spec === undefined ? undefined : Wire.encodeValue(spec.failure, failure)
+      frame = isRpcCallError(failure)
+        ? errorFrame(failure)
+        : value !== undefined && Result.isSuccess(value)
+        ? Wire.reply(id, Wire.Outcome.Failure, value.success)
+        : errorFrame(
+          new RemoteDefectError({
+            address,
+            method,
+            defect: `the handler failed with ${describe(failure)}, which its failure Schema does not describe`
+          })
+        )
     }
     const limit = this.limit
     if (frame.body.length > limit) {
-      frame = Wire.reply(
-        id,
-        Wire.Outcome.Error,
-        Result.getOrThrow(encodeRpcError(
-          new FrameTooLargeError({ address, method, direction: "response", size: frame.body.length, limit })
-        ))
-      )
+      frame = errorFrame(new FrameTooLargeError({ address, method, direction: "response", size: frame.body.length, limit }))
     }
     this.push(frame)
   }

@@ -133,23 +133,23 @@ export class Transport {
     this.connections.set(authority, connection)
     const { host, port } = Result.getOrThrow(RpcAddress.parseHostPort(authority))
     const classify = (error: unknown) => this.classifyDialFailure(authority, host, error)
-    this.track(connection, Effect.flatMap(this.openSocket(host, port), (socket) => connection.run(socket, classify)))
+    const run = Effect.flatMap(this.openSocket(host, port), (socket) => connection.run(socket, classify))
+    Fiber.runIn(Effect.runFork(this.supervise(connection, run)), this.scope)
     return connection
   }
 
-  private track(connection: Connection, run: Effect.Effect<void>): void {
+  /** Runs a connection as one of the live ones: `close` waits for it, and it leaves the table when it ends. */
+  private supervise(connection: Connection, run: Effect.Effect<void>): Effect.Effect<void> {
     const finished = Deferred.makeUnsafe<void>()
     this.live.set(connection, finished)
-    const fiber = Effect.runFork(
-      run.pipe(
-        Effect.ensuring(Effect.sync(() => {
-          connection.close({ reason: "Unreachable", detail: "the connection ended" }, false)
-          this.live.delete(connection)
-          Deferred.doneUnsafe(finished, Exit.void)
-        }))
-      )
+    return Effect.ensuring(
+      run,
+      Effect.sync(() => {
+        connection.close({ reason: "Unreachable", detail: "the connection ended" }, false)
+        this.live.delete(connection)
+        Deferred.doneUnsafe(finished, Exit.void)
+      })
     )
-    Fiber.runIn(fiber, this.scope)
   }
 
   private openSocket(host: string, port: number): Effect.Effect<Socket.Socket> {
@@ -237,14 +237,9 @@ export class Transport {
     const connection = new Connection(this.connectionHost, label, "inbound")
     const untrusted = Option.isSome(raw) ? this.untrustedPeer(raw.value) : undefined
     if (untrusted !== undefined) connection.close({ reason: "Untrusted", detail: untrusted }, true)
-    const finished = Deferred.makeUnsafe<void>()
-    this.live.set(connection, finished)
-    return connection.run(socket, (error) => ({ reason: "Unreachable", detail: describe(error) })).pipe(
-      Effect.ensuring(Effect.sync(() => {
-        connection.close({ reason: "Unreachable", detail: "the connection ended" }, false)
-        this.live.delete(connection)
-        Deferred.doneUnsafe(finished, Exit.void)
-      }))
+    return this.supervise(
+      connection,
+      connection.run(socket, (error) => ({ reason: "Unreachable", detail: describe(error) }))
     )
   }
 
