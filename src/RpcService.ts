@@ -94,7 +94,11 @@ export const makeLocal = (options?: LocalOptions | undefined): Effect.Effect<Rpc
 const makeService = (options: LocalOptions | undefined) =>
   Effect.gen(function*() {
     const config = yield* RpcConfig
-    const service = new Service.LocalService(options?.name ?? Service.freshName(), config)
+    const service = new Service.LocalService(
+      options?.name ?? Service.freshName(),
+      config,
+      yield* Effect.context<never>()
+    )
     yield* Effect.addFinalizer(() =>
       service.shutdown.pipe(
         Effect.catchCause((cause) =>

@@ -8,16 +8,22 @@ import { fileURLToPath } from "node:url"
 import type { RpcConfig } from "../RpcConfig.js"
 import { RpcServiceStoppedError, RpcTimeoutError } from "../RpcError.js"
 import type * as RpcGateway from "../RpcGateway.js"
+import type { Deadlines, Entry } from "./deadlines.js"
+import type { Resume } from "./endpoint.js"
 
-/** How a client reaches its endpoint: one ask and one tell primitive, without timeouts. */
+/**
+ * How a client reaches its endpoint: one ask and one tell primitive, without timeouts. `ask` hands the outcome to
+ * `resume` exactly once, possibly before it returns, and returns how to drop interest in a reply still to come.
+ */
 export interface Port {
   readonly address: string
   readonly ask: (
     gateway: RpcGateway.Any,
     method: string,
     payload: unknown,
-    token: unknown
-  ) => Effect.Effect<unknown, unknown>
+    token: unknown,
+    resume: Resume
+  ) => (() => void) | undefined
   readonly tell: (
     gateway: RpcGateway.Any,
     method: string,
@@ -31,6 +37,8 @@ export interface Origin {
   readonly name: string
   readonly config: RpcConfig
   readonly isStopped: () => boolean
+  /** Where the asks' timeouts are kept. */
+  readonly deadlines: Deadlines
 }
 
 const sourceDir = fileURLToPath(new URL("..", import.meta.url))
@@ -83,24 +91,47 @@ export const make = <G extends RpcGateway.Any>(
       const timeout = options?.timeout !== undefined
         ? Duration.fromInputUnsafe(options.timeout)
         : methodTimeout ?? origin.config.askTimeout
-      return Effect.suspend(() => {
-        if (origin.isStopped()) return stopped(name)
-        return port.ask(gateway, name, payload, token()).pipe(
-          Effect.timeoutOrElse({
-            duration: timeout,
-            orElse: () => {
-              const site = callSite === undefined ? undefined : formatCallSite(callSite)
-              return Effect.fail(
-                new RpcTimeoutError({
-                  address: port.address,
-                  method: qualified,
-                  timeoutMillis: Duration.toMillis(timeout),
-                  ...(site === undefined ? {} : { callSite: site })
-                })
-              )
-            }
+      const timeoutMillis = Duration.toMillis(timeout)
+      const timedOut = () => {
+        const site = callSite === undefined ? undefined : formatCallSite(callSite)
+        return Effect.fail(
+          new RpcTimeoutError({
+            address: port.address,
+            method: qualified,
+            timeoutMillis,
+            ...(site === undefined ? {} : { callSite: site })
           })
         )
+      }
+      return Effect.callback<unknown, unknown>((resume) => {
+        if (origin.isStopped()) {
+          resume(stopped(name))
+          return
+        }
+        // Whichever comes first, the reply or the deadline, settles the call; the other is then ignored.
+        let settled = false
+        let entry: Entry | undefined
+        const cancel = port.ask(gateway, name, payload, token(), (exit) => {
+          if (settled) return
+          settled = true
+          if (entry !== undefined) origin.deadlines.remove(entry)
+          resume(exit)
+        })
+        if (settled) return
+        if (Number.isFinite(timeoutMillis)) {
+          entry = origin.deadlines.add(timeoutMillis, () => {
+            if (settled) return
+            settled = true
+            cancel?.()
+            resume(timedOut())
+          })
+        }
+        return Effect.sync(() => {
+          if (settled) return
+          settled = true
+          if (entry !== undefined) origin.deadlines.remove(entry)
+          cancel?.()
+        })
       })
     }
   }

@@ -65,8 +65,7 @@ export interface OpenFailure {
 
 interface PendingAsk {
   readonly _tag: "Ask"
-  readonly address: string
-  readonly method: string
+  readonly call: OutboundCall
   readonly spec: RpcGateway.Method
   readonly resume: Resume
 }
@@ -213,25 +212,25 @@ export class Connection {
     return Result.succeed(frame)
   }
 
-  /** Sends an ask; the effect completes with the decoded reply, or fails at once if the connection closes. */
-  ask(call: OutboundCall): Effect.Effect<unknown, unknown> {
-    return Effect.callback<unknown, unknown>((resume) => {
-      const qualified = qualify(call.gateway.name, call.method)
-      if (this.state === "closed") {
-        resume(unreachable(call.address, qualified, this.lostReason()))
-        return
-      }
-      const id = this.takeId()
-      const frame = this.encodeCall(call, false, id)
-      if (Result.isFailure(frame)) {
-        resume(Effect.fail(frame.failure))
-        return
-      }
-      const spec = (call.gateway.methods as RpcGateway.Methods)[call.method]!
-      this.pending.set(id, { _tag: "Ask", address: call.address, method: qualified, spec, resume })
-      this.push(frame.success)
-      return Effect.sync(() => this.pending.delete(id))
-    })
+  /**
+   * Sends an ask; `resume` gets the decoded reply, or a failure at once if the connection closes. Returns how to
+   * forget the call (a reply arriving after that is dropped).
+   */
+  ask(call: OutboundCall, resume: Resume): (() => void) | undefined {
+    if (this.state === "closed") {
+      resume(unreachable(call.address, qualify(call.gateway.name, call.method), this.lostReason()))
+      return undefined
+    }
+    const id = this.takeId()
+    const frame = this.encodeCall(call, false, id)
+    if (Result.isFailure(frame)) {
+      resume(Exit.fail(frame.failure))
+      return undefined
+    }
+    const spec = (call.gateway.methods as RpcGateway.Methods)[call.method]!
+    this.pending.set(id, { _tag: "Ask", call, spec, resume })
+    this.push(frame.success)
+    return () => this.pending.delete(id)
   }
 
   /** Sends a tell; fails only when it cannot be sent. */
@@ -435,8 +434,8 @@ export class Connection {
     const decodeFailure = (detail: string) =>
       Exit.fail(
         new RpcSerializationError({
-          address: pending.address,
-          method: pending.method,
+          address: pending.call.address,
+          method: qualify(pending.call.gateway.name, pending.call.method),
           direction: "response",
           operation: "decode",
           detail
@@ -484,8 +483,9 @@ export class Connection {
     const pending = [...this.pending.values()]
     this.pending.clear()
     for (const entry of pending) {
-      if (entry._tag === "Ask") entry.resume(unreachable(entry.address, entry.method, reason))
-      else entry.resume(because)
+      if (entry._tag === "Ask") {
+        entry.resume(unreachable(entry.call.address, qualify(entry.call.gateway.name, entry.call.method), reason))
+      } else entry.resume(because)
     }
     this.host.unregister(this)
     this.wake()

@@ -3,8 +3,8 @@
  *
  * Messages are processed strictly one at a time, in offer order, by a fiber that exists only while the mailbox
  * has work: `offer` starts it when the mailbox is idle, and it ends when the mailbox is empty. An idle endpoint
- * therefore holds no fiber, only this object and its (empty) array. The fiber yields to others after
- * `throughput` messages so that one busy endpoint cannot starve the rest.
+ * therefore holds no fiber and no array, only this object. The fiber yields to others after `throughput` messages
+ * so that one busy endpoint cannot starve the rest.
  */
 import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -31,42 +31,59 @@ export interface Mailbox<A> {
 const COMPACT_AT = 1024
 
 class MailboxImpl<A, R> implements Mailbox<A> {
-  private queue: Array<A | undefined> = []
+  // Allocated while the mailbox has work, dropped when it is idle: an idle endpoint keeps no array.
+  private queue: Array<A | undefined> | undefined = undefined
   private head = 0
   private closed = false
   private fiber: Fiber.Fiber<void> | undefined = undefined
-  private readonly run: (effect: Effect.Effect<void, never, R>) => Fiber.Fiber<void>
-  private readonly drain: Effect.Effect<void, never, R>
+  private waiters: Array<() => void> | undefined = undefined
 
   constructor(
     readonly process: (message: A) => Effect.Effect<void, never, R>,
     readonly context: Context.Context<R>,
     readonly throughput: number
-  ) {
-    this.run = (effect) => Effect.runForkWith(context)(effect)
+  ) {}
+
+  private hasWork(): boolean {
+    return this.queue !== undefined && this.head < this.queue.length
+  }
+
+  /**
+   * One turn of the main thread. It starts with a yield so that `offer` never runs a handler on the sender's own
+   * stack, and it lingers for one more yield once the queue is empty: a caller resumed by the last reply usually
+   * sends its next message within that yield, which then runs on this fiber instead of a new one.
+   */
+  private drain(): Effect.Effect<void, never, R> {
     const self = this
-    // Starts with a yield so that `offer` never runs a handler on the sender's own stack.
-    this.drain = Effect.flatMap(Effect.yieldNow, () =>
-      Effect.suspend(function loop(): Effect.Effect<void, never, R> {
-        let budget = self.throughput
-        const next = (): Effect.Effect<void, never, R> => {
-          if (self.closed || self.head >= self.queue.length) {
-            self.finishTurn()
-            return Effect.void
-          }
-          if (budget-- <= 0) return Effect.flatMap(Effect.yieldNow, loop)
-          const message = self.take()
-          return Effect.flatMap(self.process(message), next)
-        }
-        return next()
-      }))
+    let budget = self.throughput
+    let lingered = false
+    const next = (): Effect.Effect<void, never, R> => {
+      if (self.closed) return finish()
+      if (!self.hasWork()) {
+        if (lingered) return finish()
+        lingered = true
+        return Effect.flatMap(Effect.yieldNow, next)
+      }
+      lingered = false
+      if (budget-- <= 0) {
+        budget = self.throughput
+        return Effect.flatMap(Effect.yieldNow, next)
+      }
+      return Effect.flatMap(self.process(self.take()), next)
+    }
+    const finish = (): Effect.Effect<void, never, R> => {
+      self.finishTurn()
+      return Effect.void
+    }
+    return Effect.flatMap(Effect.yieldNow, next)
   }
 
   private take(): A {
-    const message = this.queue[this.head] as A
-    this.queue[this.head++] = undefined
-    if (this.head >= COMPACT_AT && this.head * 2 >= this.queue.length) {
-      this.queue = this.queue.slice(this.head)
+    const queue = this.queue!
+    const message = queue[this.head] as A
+    queue[this.head++] = undefined
+    if (this.head >= COMPACT_AT && this.head * 2 >= queue.length) {
+      this.queue = queue.slice(this.head)
       this.head = 0
     }
     return message
@@ -74,8 +91,8 @@ class MailboxImpl<A, R> implements Mailbox<A> {
 
   private finishTurn(): void {
     this.fiber = undefined
-    if (this.head >= this.queue.length) {
-      this.queue.length = 0
+    if (!this.hasWork()) {
+      this.queue = undefined
       this.head = 0
     }
     const waiters = this.waiters
@@ -85,32 +102,31 @@ class MailboxImpl<A, R> implements Mailbox<A> {
     }
   }
 
-  private waiters: Array<() => void> | undefined = undefined
-
   offer(message: A): boolean {
     if (this.closed) return false
-    this.queue.push(message)
+    if (this.queue === undefined) this.queue = [message]
+    else this.queue.push(message)
     if (this.fiber === undefined) this.startTurn()
     return true
   }
 
   private startTurn(): void {
     // The drain yields before its first message, so the fiber is registered before anything runs on it.
-    const fiber = this.run(this.drain)
+    const fiber = Effect.runForkWith(this.context)(this.drain())
     this.fiber = fiber
     fiber.addObserver(() => {
       // Only an abnormal end (a defect or interruption escaping `process`) leaves the turn unfinished.
       if (this.fiber === fiber) {
         this.finishTurn()
-        if (!this.closed && this.head < this.queue.length) this.startTurn()
+        if (!this.closed && this.hasWork()) this.startTurn()
       }
     })
   }
 
   close(): Array<A> {
     this.closed = true
-    const rest = this.queue.slice(this.head) as Array<A>
-    this.queue = []
+    const rest = this.queue === undefined ? [] : this.queue.slice(this.head) as Array<A>
+    this.queue = undefined
     this.head = 0
     return rest
   }
@@ -119,15 +135,17 @@ class MailboxImpl<A, R> implements Mailbox<A> {
     return fiber !== undefined && fiber === this.fiber
   }
 
-  readonly awaitIdle: Effect.Effect<void> = Effect.suspend(() => {
-    if (this.fiber === undefined) return Effect.void
-    return Effect.callback<void>((resume) => {
-      ;(this.waiters ??= []).push(() => resume(Effect.void))
+  get awaitIdle(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (this.fiber === undefined) return Effect.void
+      return Effect.callback<void>((resume) => {
+        ;(this.waiters ??= []).push(() => resume(Effect.void))
+      })
     })
-  })
+  }
 
   size(): number {
-    return this.queue.length - this.head
+    return this.queue === undefined ? 0 : this.queue.length - this.head
   }
 
   isClosed(): boolean {

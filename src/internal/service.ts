@@ -24,8 +24,9 @@ import type * as RpcGateway from "../RpcGateway.js"
 import type { RpcServer } from "../RpcServer.js"
 import type { RpcServiceShape } from "../RpcService.js"
 import * as Client from "./client.js"
-import { EndpointRuntime, type Host, type Invoke, NoToken } from "./endpoint.js"
-import type { Connection, OutboundCall } from "./connection.js"
+import { Deadlines } from "./deadlines.js"
+import { EndpointRuntime, type Host, NoToken } from "./endpoint.js"
+import type { Connection } from "./connection.js"
 import type { Transport } from "./transport.js"
 
 const services = new Map<string, LocalService>()
@@ -55,13 +56,17 @@ export class LocalService implements RpcServiceShape, Host {
   private transport: Transport | undefined
   readonly throughput: number
 
-  constructor(readonly name: string, readonly config: RpcConfig) {
+  private readonly deadlines: Deadlines
+
+  /** `context` is the creator's: the timer of ask timeouts runs with its Clock. */
+  constructor(readonly name: string, readonly config: RpcConfig, context: Context.Context<never>) {
     if (services.has(name)) {
       throw new Error(`An RpcService named "${name}" is already running in this process; choose another name.`)
     }
     services.set(name, this)
     this.throughput = config.mailboxThroughput
-    this.origin = { name, config, isStopped: () => this.lifecycle === "stopped" }
+    this.deadlines = new Deadlines(context)
+    this.origin = { name, config, isStopped: () => this.lifecycle === "stopped", deadlines: this.deadlines }
   }
 
   /** Gives the service a socket transport: its endpoints get `rpc://` (or `rpcs://`) addresses from then on. */
@@ -170,11 +175,10 @@ export class LocalService implements RpcServiceShape, Host {
   private port(runtime: EndpointRuntime): Client.Port {
     return {
       address: runtime.address,
-      ask: (gateway, method, payload, token) =>
-        Effect.callback<unknown, unknown>((resume) => {
-          const invocation: Invoke = { _tag: "Invoke", gateway: gateway.name, method, payload, token, resume }
-          runtime.invoke(invocation)
-        }),
+      ask: (gateway, method, payload, token, resume) => {
+        runtime.invoke({ _tag: "Invoke", gateway: gateway.name, method, payload, token, resume })
+        return undefined
+      },
       tell: (gateway, method, payload, token) =>
         Effect.sync(() => {
           runtime.invoke({ _tag: "Invoke", gateway: gateway.name, method, payload, token, resume: undefined })
@@ -184,30 +188,28 @@ export class LocalService implements RpcServiceShape, Host {
 
   private remotePort(address: string, authority: string, endpointId: string): Client.Port {
     const transport = this.transport!
-    const send = <A>(
-      gateway: RpcGateway.Any,
-      method: string,
-      payload: unknown,
-      token: unknown,
-      use: (connection: Connection, call: OutboundCall) => Effect.Effect<A, unknown>
-    ) =>
-      Effect.suspend(() => {
-        const connection = transport.connectionTo(authority)
-        if (connection !== undefined) return use(connection, { address, endpointId, gateway, method, payload, token })
-        return Effect.fail(
-          new RecipientUnreachableError({
-            address,
-            method: `${gateway.name}.${method}`,
-            reason: `RpcService ${this.name} is closing its connections`
-          })
-        )
+    const connection = (gateway: RpcGateway.Any, method: string): Connection | RecipientUnreachableError =>
+      transport.connectionTo(authority) ?? new RecipientUnreachableError({
+        address,
+        method: `${gateway.name}.${method}`,
+        reason: `RpcService ${this.name} is closing its connections`
       })
     return {
       address,
-      ask: (gateway, method, payload, token) =>
-        send(gateway, method, payload, token, (connection, call) => connection.ask(call)),
+      ask: (gateway, method, payload, token, resume) => {
+        const target = connection(gateway, method)
+        if (target instanceof RecipientUnreachableError) {
+          resume(Exit.fail(target))
+          return undefined
+        }
+        return target.ask({ address, endpointId, gateway, method, payload, token }, resume)
+      },
       tell: (gateway, method, payload, token) =>
-        send(gateway, method, payload, token, (connection, call) => connection.tell(call))
+        Effect.suspend(() => {
+          const target = connection(gateway, method)
+          if (target instanceof RecipientUnreachableError) return Effect.fail(target)
+          return target.tell({ address, endpointId, gateway, method, payload, token })
+        })
     }
   }
 
@@ -332,6 +334,8 @@ export class LocalService implements RpcServiceShape, Host {
       this.lifecycle = "stopping"
       const runtimes = [...this.endpoints.values()]
       for (const runtime of runtimes) runtime.requestStop()
+      // Every ask still waiting is failed by its endpoint's or its connection's end; no timeout needs to fire.
+      this.deadlines.close()
       return Effect.forEach(runtimes, (runtime) => Effect.exit(Deferred.await(runtime.termination)), {
         concurrency: "unbounded"
       }).pipe(

@@ -54,8 +54,13 @@ describe("Connection", () => {
       const running = yield* Effect.forkChild(connection.run(socket, () => ({ reason: "Unreachable", detail: "" })))
       yield* settle
       assert.deepStrictEqual(batches, [2], "the hello: a header and a body")
+      const ask = (outbound: ReturnType<typeof call>) =>
+        Effect.callback<unknown, unknown>((resume) => {
+          const forget = connection.ask(outbound, resume)
+          return forget === undefined ? undefined : Effect.sync(forget)
+        })
       const asks = []
-      for (let i = 0; i < 200; i++) asks.push(yield* Effect.forkChild(connection.ask(call(i)), { startImmediately: true }))
+      for (let i = 0; i < 200; i++) asks.push(yield* Effect.forkChild(ask(call(i)), { startImmediately: true }))
       yield* settle
       assert.deepStrictEqual(batches, [2, 400], "200 asks, each a header and a body, in one write")
       connection.close({ reason: "Unreachable", detail: "test over" }, false)

@@ -1,0 +1,141 @@
+/**
+ * The in-process workloads, `us` only: asks and tells within one service, the heap an idle endpoint holds, and the
+ * time to start 100k endpoints. Each run prints the figures of every measured run on one `RESULT` line.
+ *
+ *   node --expose-gc --import tsx bench/systems/local.ts --workload local-ask --runs 3 --seconds 1 --warmup 0.5
+ *
+ * Workloads: local-ask (one caller, one ask at a time), local-tell (one caller; the clock stops when the endpoint
+ * has handled the last tell), idle-endpoint-heap (10k and 100k started endpoints), start-100k-endpoints.
+ */
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import { Effect, Schema } from "effect"
+import { RpcEndpoint, RpcGateway, RpcService, type RpcServer } from "effect-actor-rpc"
+import { clientArgs, measureEffect, report } from "../support/driver.js"
+
+const Counter = RpcGateway.make("Counter", {
+  add: RpcGateway.ask({ payload: Schema.Number, success: Schema.Number }),
+  bump: RpcGateway.tell({ payload: Schema.Number })
+})
+
+const counter = (id?: string) =>
+  RpcEndpoint.make({
+    id,
+    gateways: [Counter],
+    init: () =>
+      Effect.sync(() => {
+        let total = 0
+        return {
+          handlers: {
+            add: (n: number) => Effect.sync(() => (total += n)),
+            bump: (n: number) =>
+              Effect.sync(() => {
+                total += n
+              })
+          }
+        }
+      })
+  })
+
+const args = clientArgs()
+
+const localAsk = Effect.gen(function*() {
+  const service = yield* RpcService.makeLocal()
+  const server = yield* service.startServer(counter("counter"))
+  yield* server.start
+  const client = yield* service.connect(server.address, Counter)
+  return yield* measureEffect(client.add(1), 1, args)
+})
+
+/** Tells for `seconds`, then one ask that returns once every tell before it has been handled. */
+const localTell = Effect.gen(function*() {
+  const service = yield* RpcService.makeLocal()
+  const server = yield* service.startServer(counter("counter"))
+  yield* server.start
+  const client = yield* service.connect(server.address, Counter)
+  const once = (seconds: number) =>
+    Effect.gen(function*() {
+      const started = performance.now()
+      const deadline = started + seconds * 1000
+      let sent = 0
+      while (performance.now() < deadline) {
+        for (let i = 0; i < 1000; i++) yield* client.bump(1)
+        sent += 1000
+      }
+      yield* client.add(0)
+      return { calls_per_s: sent / ((performance.now() - started) / 1000) }
+    })
+  yield* once(args.warmupSeconds)
+  const runs: Array<{ calls_per_s: number }> = []
+  for (let i = 0; i < args.runs; i++) runs.push(yield* once(args.seconds))
+  return runs
+})
+
+const collect = (): number => {
+  const gc = (globalThis as { gc?: () => void }).gc
+  if (gc === undefined) throw new Error("bench/systems/local.ts needs node --expose-gc for the heap workloads")
+  gc()
+  gc()
+  return process.memoryUsage().heapUsed
+}
+
+/** Starts `count` endpoints (one definition, each start a fresh id) and waits until all have run onStart. */
+const startMany = (service: RpcService.RpcServiceShape, count: number) =>
+  Effect.gen(function*() {
+    const definition = counter()
+    const servers: Array<RpcServer.Any> = new Array(count)
+    for (let i = 0; i < count; i++) {
+      const server = yield* service.startServer(definition)
+      yield* server.start
+      servers[i] = server
+    }
+    for (const server of servers) yield* server.awaitStarted
+    return servers
+  })
+
+/** Bytes of heap per started, idle endpoint: the heap after starting `count` of them, less the heap before. */
+const heapPerEndpoint = (count: number) =>
+  Effect.scoped(Effect.gen(function*() {
+    const service = yield* RpcService.makeLocal()
+    const before = collect()
+    const servers = yield* startMany(service, count)
+    const after = collect()
+    if (servers.length !== count) throw new Error("not every endpoint started")
+    return (after - before) / count
+  }))
+
+const idleHeap = Effect.gen(function*() {
+  yield* heapPerEndpoint(1000)
+  const runs: Array<{ bytes_per_endpoint: number; bytes_per_endpoint_10k: number }> = []
+  for (let i = 0; i < args.runs; i++) {
+    const at10k = yield* heapPerEndpoint(10_000)
+    runs.push({ bytes_per_endpoint: yield* heapPerEndpoint(100_000), bytes_per_endpoint_10k: at10k })
+  }
+  return runs
+})
+
+const start100k = Effect.gen(function*() {
+  const once = Effect.scoped(Effect.gen(function*() {
+    const service = yield* RpcService.makeLocal()
+    const started = performance.now()
+    yield* startMany(service, 100_000)
+    return { ms: performance.now() - started }
+  }))
+  yield* once
+  const runs: Array<{ ms: number }> = []
+  for (let i = 0; i < args.runs; i++) runs.push(yield* once)
+  return runs
+})
+
+const workloads: Record<string, Effect.Effect<ReadonlyArray<object>, unknown, import("effect").Scope.Scope>> = {
+  "local-ask": localAsk,
+  "local-tell": localTell,
+  "idle-endpoint-heap": idleHeap,
+  "start-100k-endpoints": start100k
+}
+
+const workload = workloads[args.workload]
+if (workload === undefined) {
+  console.error(`bench/systems/local.ts: unknown workload ${args.workload}; known: ${Object.keys(workloads).join(", ")}`)
+  process.exit(2)
+}
+NodeRuntime.runMain(Effect.scoped(Effect.map(workload, report)))

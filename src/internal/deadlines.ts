@@ -1,0 +1,116 @@
+/**
+ * Ask timeouts without a timer or a race per call.
+ *
+ * Racing every ask against a sleep forks two fibers and arms a timer per call, which cost more than the rest of a
+ * local ask together. Instead each service keeps its pending deadlines in one list per timeout duration (appended
+ * in time order, so every list is sorted, as in Node's own timer lists) and runs at most one timer fiber, asleep
+ * until the earliest deadline. A call that completes unlinks its entry in O(1). The timer fiber only needs waking
+ * early when a deadline comes before the one it sleeps until, which is rare: most asks share one timeout, so
+ * each new deadline is the latest. The fiber uses the service's Clock, so TestClock drives it in tests.
+ */
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Fiber from "effect/Fiber"
+
+/** A pending deadline; `remove` it when the call completes first. */
+export interface Entry {
+  readonly deadline: number
+  readonly fire: () => void
+  list: List | undefined
+  prev: Entry | undefined
+  next: Entry | undefined
+}
+
+interface List {
+  readonly duration: number
+  head: Entry | undefined
+  tail: Entry | undefined
+}
+
+/** The deadlines of one service. */
+export class Deadlines {
+  private readonly lists = new Map<number, List>()
+  private readonly clock: Clock.Clock
+  private fiber: Fiber.Fiber<void> | undefined = undefined
+  /** The deadline the timer fiber sleeps until; Infinity when there is no timer fiber. */
+  private armedAt = Infinity
+  private closed = false
+  /** Set while the timer fiber fires entries: it recomputes the earliest deadline itself afterwards. */
+  private ticking = false
+
+  constructor(private readonly context: Context.Context<never>) {
+    this.clock = Context.get(context, Clock.Clock)
+  }
+
+  /** Calls `fire` (on the timer fiber) once `millis` have passed, unless the entry is removed first. */
+  add(millis: number, fire: () => void): Entry {
+    const deadline = this.clock.currentTimeMillisUnsafe() + millis
+    let list = this.lists.get(millis)
+    if (list === undefined) this.lists.set(millis, list = { duration: millis, head: undefined, tail: undefined })
+    const entry: Entry = { deadline, fire, list, prev: list.tail, next: undefined }
+    if (list.tail === undefined) list.head = entry
+    else list.tail.next = entry
+    list.tail = entry
+    if (deadline < this.armedAt && !this.closed && !this.ticking) this.arm()
+    return entry
+  }
+
+  /** Forgets an entry; harmless when it has fired or was removed already. */
+  remove(entry: Entry): void {
+    const list = entry.list
+    if (list === undefined) return
+    entry.list = undefined
+    if (entry.prev === undefined) list.head = entry.next
+    else entry.prev.next = entry.next
+    if (entry.next === undefined) list.tail = entry.prev
+    else entry.next.prev = entry.prev
+    entry.prev = entry.next = undefined
+  }
+
+  /** Stops the timer; pending entries never fire (their calls are failed by whoever closes the service). */
+  close(): void {
+    this.closed = true
+    this.lists.clear()
+    const fiber = this.fiber
+    this.fiber = undefined
+    this.armedAt = Infinity
+    fiber?.interruptUnsafe()
+  }
+
+  /** (Re)starts the timer fiber for the earliest deadline. */
+  private arm(): void {
+    this.fiber?.interruptUnsafe()
+    const fiber = Effect.runForkWith(this.context)(this.tick())
+    if (fiber.pollUnsafe() === undefined) this.fiber = fiber
+  }
+
+  private tick(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const now = this.clock.currentTimeMillisUnsafe()
+      let earliest = Infinity
+      this.ticking = true
+      try {
+        for (const list of this.lists.values()) {
+          let entry = list.head
+          while (entry !== undefined && entry.deadline <= now) {
+            this.remove(entry)
+            entry.fire()
+            entry = list.head
+          }
+          if (entry === undefined) this.lists.delete(list.duration)
+          else if (entry.deadline < earliest) earliest = entry.deadline
+        }
+      } finally {
+        this.ticking = false
+      }
+      this.armedAt = earliest
+      if (earliest === Infinity) {
+        this.fiber = undefined
+        return Effect.void
+      }
+      return Effect.flatMap(this.clock.sleep(Duration.millis(earliest - now)), () => this.tick())
+    })
+  }
+}
