@@ -188,7 +188,7 @@ export interface RpcEndpoint<
   R = unknown
 > {
   readonly [TypeId]: typeof TypeId
-  /** The id on its service; a fresh UUID per start when undefined. */
+  /** The id on its service; a fresh random UUID per start when undefined. */
   readonly id: string | undefined
   readonly gateways: Gs
   readonly fencing: Fencing<Token> | undefined

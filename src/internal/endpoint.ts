@@ -82,7 +82,50 @@ export interface Host {
 const unreachable = (address: string, method: string, reason: string) =>
   Exit.fail(new RecipientUnreachableError({ address, method, reason }))
 
-/** The runtime of a started endpoint. */
+/** What every endpoint started from one definition shares: computed once, not per endpoint. */
+interface Shared {
+  readonly served: ReadonlyMap<string, RpcGateway.Any>
+  readonly tokenEquals: (a: unknown, b: unknown) => boolean
+  readonly formatToken: (token: unknown) => string
+  readonly decodeWireToken: (raw: unknown) => unknown
+}
+
+const sharedByDefinition = new WeakMap<RpcEndpoint.Any, Shared>()
+
+const unfencedToken = () => NoToken
+
+const sharedOf = (definition: RpcEndpoint.Any): Shared => {
+  let shared = sharedByDefinition.get(definition)
+  if (shared !== undefined) return shared
+  const served = new Map(definition.gateways.map((gateway) => [gateway.name, gateway]))
+  const fencing = definition.fencing
+  if (fencing === undefined) {
+    shared = { served, tokenEquals: Equal.equals, formatToken: describe, decodeWireToken: unfencedToken }
+  } else {
+    const equivalence = Schema.toEquivalence(fencing.schema)
+    const encode = Schema.encodeUnknownOption(fencing.schema)
+    const is = Schema.is(fencing.schema)
+    const decode = Schema.decodeUnknownOption(fencing.schema)
+    shared = {
+      served,
+      tokenEquals: (a, b) => a === b || equivalence(a, b),
+      formatToken: (token) =>
+        token instanceof UndecodableToken ? describe(token.raw) : Option.match(encode(token), {
+          onNone: () => describe(token),
+          onSome: (encoded) => describe(encoded)
+        }),
+      // Tokens cross the wire as plain data: either the token itself, or its Schema's encoded form.
+      decodeWireToken: (raw) => is(raw) ? raw : Option.getOrElse(decode(raw), () => new UndecodableToken(raw))
+    }
+  }
+  sharedByDefinition.set(definition, shared)
+  return shared
+}
+
+/**
+ * The runtime of a started endpoint. An idle endpoint is this object, its mailbox and two Deferreds: everything
+ * else (its scope, its address string) is made on first use, and what depends only on the definition is shared.
+ */
 export class EndpointRuntime {
   state: State = "created"
   private stopRequested = false
@@ -90,12 +133,10 @@ export class EndpointRuntime {
   private onStart: Effect.Effect<void, unknown> | undefined
   private onStop: Effect.Effect<unknown, unknown> | undefined
   private token: Option.Option<unknown>
-  private readonly tokenEquals: (a: unknown, b: unknown) => boolean
-  private readonly formatToken: (token: unknown) => string
-  private readonly decodeWireToken: (raw: unknown) => unknown
-  readonly served: Map<string, RpcGateway.Any>
+  private readonly shared: Shared
+  private scopeOrUndefined: Scope.Closeable | undefined = undefined
+  private addressOrUndefined: string | undefined = undefined
   readonly mailbox: Mailbox.Mailbox<Envelope>
-  readonly address: string
   readonly termination: Deferred.Deferred<void, unknown>
   /** Completes once onStart has succeeded; fails if it failed or the endpoint terminated unstarted. */
   readonly startup: Deferred.Deferred<void, EndpointStartError>
@@ -105,40 +146,33 @@ export class EndpointRuntime {
     readonly endpointId: string,
     readonly definition: RpcEndpoint.Any,
     readonly host: Host,
-    readonly context: Context.Context<never>,
-    readonly scope: Scope.Closeable
+    readonly context: Context.Context<never>
   ) {
-    this.address = host.address(endpointId)
-    this.served = new Map(definition.gateways.map((gateway) => [gateway.name, gateway]))
-    const fencing = definition.fencing
-    this.token = fencing === undefined ? Option.none() : fencing.initial
-    if (fencing === undefined) {
-      this.tokenEquals = Equal.equals
-      this.formatToken = describe
-      this.decodeWireToken = () => NoToken
-    } else {
-      const equivalence = Schema.toEquivalence(fencing.schema)
-      const encode = Schema.encodeUnknownOption(fencing.schema)
-      const is = Schema.is(fencing.schema)
-      const decode = Schema.decodeUnknownOption(fencing.schema)
-      this.tokenEquals = (a, b) => a === b || equivalence(a, b)
-      this.formatToken = (token) =>
-        token instanceof UndecodableToken ? describe(token.raw) : Option.match(encode(token), {
-          onNone: () => describe(token),
-          onSome: (encoded) => describe(encoded)
-        })
-      // Tokens cross the wire as plain data: either the token itself, or its Schema's encoded form.
-      this.decodeWireToken = (raw) =>
-        is(raw) ? raw : Option.getOrElse(decode(raw), () => new UndecodableToken(raw))
-    }
+    this.shared = sharedOf(definition)
+    this.token = definition.fencing === undefined ? Option.none() : definition.fencing.initial
     this.termination = Deferred.makeUnsafe<void, unknown>()
     this.startup = Deferred.makeUnsafe<void, EndpointStartError>()
-    this.mailbox = Mailbox.make({
-      process: (envelope: Envelope) => this.process(envelope),
-      context,
-      throughput: host.throughput
-    })
-    this.main = this.makeMainThread()
+    this.mailbox = Mailbox.make<Envelope, never>(this)
+    this.main = new MainThreadImpl(this)
+  }
+
+  get address(): string {
+    return this.addressOrUndefined ??= this.host.address(this.endpointId)
+  }
+
+  get served(): ReadonlyMap<string, RpcGateway.Any> {
+    return this.shared.served
+  }
+
+  /** The endpoint's scope (timers, `later` replies), made on first use: most endpoints never need one. */
+  get scope(): Scope.Closeable {
+    return this.scopeOrUndefined ??= Scope.makeUnsafe("parallel")
+  }
+
+  /** Closes the scope if it was ever made. */
+  closeScope(): Effect.Effect<void> {
+    const scope = this.scopeOrUndefined
+    return scope === undefined ? Effect.void : Scope.close(scope, Exit.void)
   }
 
   get fenced(): boolean {
@@ -164,6 +198,12 @@ export class EndpointRuntime {
   }
 
   start(): void {
+    // Nothing of the endpoint's code runs for a start without onStart, so it needs no turn of the main thread.
+    if (this.state === "created" && this.onStart === undefined && !this.mailbox.isActive() && !this.mailbox.isClosed()) {
+      this.state = "started"
+      Deferred.doneUnsafe(this.startup, Exit.void)
+      return
+    }
     this.mailbox.offer(START)
   }
 
@@ -175,7 +215,7 @@ export class EndpointRuntime {
 
   /** The token a remote message carried, as this endpoint's token Schema reads it. */
   decodeToken(raw: unknown): unknown {
-    return this.decodeWireToken(raw)
+    return this.shared.decodeWireToken(raw)
   }
 
   currentToken(): unknown {
@@ -198,7 +238,13 @@ export class EndpointRuntime {
   // The main thread
   // ---------------------------------------------------------------------------------------------------------------
 
-  private process(envelope: Envelope): Effect.Effect<void> {
+  /** The mailbox's throughput: messages per turn before the main thread yields. */
+  get throughput(): number {
+    return this.host.throughput
+  }
+
+  /** Processes one message on the main thread (called by the mailbox). */
+  process(envelope: Envelope): Effect.Effect<void> {
     switch (envelope._tag) {
       case "Invoke":
         return this.processInvoke(envelope)
@@ -331,19 +377,19 @@ export class EndpointRuntime {
         address: this.address,
         method,
         reason: "NotSet",
-        ...(received === NoToken ? {} : { received: this.formatToken(received) })
+        ...(received === NoToken ? {} : { received: this.shared.formatToken(received) })
       })
     }
     if (received === NoToken) {
-      return new FencingTokenError({ address: this.address, method, reason: "Missing", expected: this.formatToken(expected.value) })
+      return new FencingTokenError({ address: this.address, method, reason: "Missing", expected: this.shared.formatToken(expected.value) })
     }
-    if (received instanceof UndecodableToken || !this.tokenEquals(received, expected.value)) {
+    if (received instanceof UndecodableToken || !this.shared.tokenEquals(received, expected.value)) {
       return new FencingTokenError({
         address: this.address,
         method,
         reason: "Mismatch",
-        expected: this.formatToken(expected.value),
-        received: this.formatToken(received)
+        expected: this.shared.formatToken(expected.value),
+        received: this.shared.formatToken(received)
       })
     }
     return undefined
@@ -409,11 +455,13 @@ export class EndpointRuntime {
     // Runs on a fiber of its own: when finalize is called from the main thread, that fiber must finish first.
     return Effect.asVoid(Effect.forkDetach(
       this.mailbox.awaitIdle.pipe(
-        Effect.andThen(Scope.close(this.scope, Exit.void)),
+        Effect.andThen(this.closeScope()),
         Effect.andThen(Effect.sync(() => this.host.unregister(this))),
-        Effect.andThen(Deferred.done(
-          this.startup,
-          Exit.fail(new EndpointStartError({ address: this.address, cause: "the endpoint terminated before it started" }))
+        Effect.andThen(Effect.suspend(() =>
+          Deferred.isDoneUnsafe(this.startup) ? Effect.void : Deferred.done(
+            this.startup,
+            Exit.fail(new EndpointStartError({ address: this.address, cause: "the endpoint terminated before it started" }))
+          )
         )),
         Effect.andThen(Deferred.done(this.termination, result))
       )
@@ -424,58 +472,101 @@ export class EndpointRuntime {
   // The MainThread handed to endpoint code
   // ---------------------------------------------------------------------------------------------------------------
 
-  private makeMainThread(): RpcEndpoint.MainThread<any, any> {
-    const runtime = this
-    const isMainThread = Effect.withFiber((fiber) => Effect.succeed(runtime.mailbox.isMainThread(fiber)))
-    const validateRunsInMainThread = Effect.flatMap(isMainThread, (onMain) =>
-      onMain ? Effect.void : Effect.die(new MainThreadViolationError({ address: runtime.address })))
-    return {
-      endpointId: this.endpointId,
-      address: this.address,
-      runAsync: (effect) => Effect.sync(() => runtime.enqueueRun(effect, runtime.selfToken(), undefined)),
-      callAsync: <A, E>(effect: Effect.Effect<A, E>, timeout: Duration.Input) => {
-        const duration = Duration.fromInputUnsafe(timeout)
-        return Effect.callback<A, E | RpcEndpoint.CallAsyncError>((resume) => {
-          runtime.enqueueRun(effect, runtime.selfToken(), resume as Resume)
-        }).pipe(
-          Effect.timeoutOrElse({
-            duration,
-            orElse: () =>
-              Effect.fail(
-                new RpcTimeoutError({
-                  address: runtime.address,
-                  method: "callAsync",
-                  timeoutMillis: Duration.toMillis(duration)
-                })
-              )
-          })
-        )
-      },
-      scheduleRunAsync: (effect, delay) =>
-        Effect.suspend(() => {
-          if (runtime.state === "terminated") return Effect.succeed(cancelled)
-          const token = runtime.selfToken()
-          return Effect.map(
-            Effect.forkIn(
-              Effect.andThen(Effect.sleep(delay), Effect.sync(() => runtime.enqueueRun(effect, token, undefined))),
-              runtime.scope
-            ),
-            (fiber): RpcEndpoint.ScheduledRun => ({ cancel: Fiber.interrupt(fiber) })
+  /** Work sent to the main thread by the endpoint itself (runAsync, callAsync, scheduleRunAsync). */
+  selfRun(effect: Effect.Effect<unknown, unknown>, resume: Resume | undefined): void {
+    this.enqueueRun(effect, this.selfToken(), resume)
+  }
+
+  scheduleRun(effect: Effect.Effect<unknown, unknown>, delay: Duration.Input): Effect.Effect<RpcEndpoint.ScheduledRun> {
+    return Effect.suspend(() => {
+      if (this.state === "terminated") return Effect.succeed(cancelled)
+      const token = this.selfToken()
+      return Effect.map(
+        Effect.forkIn(
+          Effect.andThen(Effect.sleep(delay), Effect.sync(() => this.enqueueRun(effect, token, undefined))),
+          this.scope
+        ),
+        (fiber): RpcEndpoint.ScheduledRun => ({ cancel: Fiber.interrupt(fiber) })
+      )
+    })
+  }
+
+  get fencingTokenOption(): Option.Option<unknown> {
+    return this.token
+  }
+
+  set fencingTokenOption(token: Option.Option<unknown>) {
+    this.token = token
+  }
+}
+
+/**
+ * The MainThread handed to endpoint code. A class over the runtime rather than an object of closures: every
+ * endpoint has one, and its Effects are made when used.
+ */
+class MainThreadImpl implements RpcEndpoint.MainThread<any, any> {
+  constructor(private readonly runtime: EndpointRuntime) {}
+
+  get endpointId(): string {
+    return this.runtime.endpointId
+  }
+
+  get address(): string {
+    return this.runtime.address
+  }
+
+  runAsync(effect: Effect.Effect<unknown, unknown>): Effect.Effect<void> {
+    return Effect.sync(() => this.runtime.selfRun(effect, undefined))
+  }
+
+  callAsync<A, E>(effect: Effect.Effect<A, E>, timeout: Duration.Input): Effect.Effect<A, E | RpcEndpoint.CallAsyncError> {
+    const runtime = this.runtime
+    const duration = Duration.fromInputUnsafe(timeout)
+    return Effect.callback<A, E | RpcEndpoint.CallAsyncError>((resume) => {
+      runtime.selfRun(effect, resume as Resume)
+    }).pipe(
+      Effect.timeoutOrElse({
+        duration,
+        orElse: () =>
+          Effect.fail(
+            new RpcTimeoutError({ address: runtime.address, method: "callAsync", timeoutMillis: Duration.toMillis(duration) })
           )
-        }),
-      validateRunsInMainThread,
-      isMainThread,
-      isRunning: Effect.sync(() => runtime.state === "started"),
-      self: (gateway) => runtime.host.selfClient(runtime, gateway),
-      fencingToken: Effect.sync(() => runtime.token),
-      setFencingToken: (token) =>
-        Effect.andThen(
-          validateRunsInMainThread,
-          Effect.sync(() => {
-            runtime.token = Option.some(token)
-          })
-        )
-    }
+      })
+    )
+  }
+
+  scheduleRunAsync(effect: Effect.Effect<unknown, unknown>, delay: Duration.Input): Effect.Effect<RpcEndpoint.ScheduledRun> {
+    return this.runtime.scheduleRun(effect, delay)
+  }
+
+  get isMainThread(): Effect.Effect<boolean> {
+    return Effect.withFiber((fiber) => Effect.succeed(this.runtime.mailbox.isMainThread(fiber)))
+  }
+
+  get validateRunsInMainThread(): Effect.Effect<void> {
+    return Effect.flatMap(this.isMainThread, (onMain) =>
+      onMain ? Effect.void : Effect.die(new MainThreadViolationError({ address: this.runtime.address })))
+  }
+
+  get isRunning(): Effect.Effect<boolean> {
+    return Effect.sync(() => this.runtime.state === "started")
+  }
+
+  self<G extends RpcGateway.Any>(gateway: G): RpcGateway.Client<G> {
+    return this.runtime.host.selfClient(this.runtime, gateway)
+  }
+
+  get fencingToken(): Effect.Effect<Option.Option<unknown>> {
+    return Effect.sync(() => this.runtime.fencingTokenOption)
+  }
+
+  setFencingToken(token: unknown): Effect.Effect<void> {
+    return Effect.andThen(
+      this.validateRunsInMainThread,
+      Effect.sync(() => {
+        this.runtime.fencingTokenOption = Option.some(token)
+      })
+    )
   }
 }
 

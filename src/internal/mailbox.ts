@@ -38,11 +38,13 @@ class MailboxImpl<A, R> implements Mailbox<A> {
   private fiber: Fiber.Fiber<void> | undefined = undefined
   private waiters: Array<() => void> | undefined = undefined
 
-  constructor(
-    readonly process: (message: A) => Effect.Effect<void, never, R>,
-    readonly context: Context.Context<R>,
-    readonly throughput: number
-  ) {}
+  private readonly context: Context.Context<R>
+  private readonly throughput: number
+
+  constructor(private readonly processor: Processor<A, R>) {
+    this.context = processor.context
+    this.throughput = Math.max(1, processor.throughput)
+  }
 
   private hasWork(): boolean {
     return this.queue !== undefined && this.head < this.queue.length
@@ -69,7 +71,7 @@ class MailboxImpl<A, R> implements Mailbox<A> {
         budget = self.throughput
         return Effect.flatMap(Effect.yieldNow, next)
       }
-      return Effect.flatMap(self.process(self.take()), next)
+      return Effect.flatMap(self.processor.process(self.take()), next)
     }
     const finish = (): Effect.Effect<void, never, R> => {
       self.finishTurn()
@@ -157,9 +159,15 @@ class MailboxImpl<A, R> implements Mailbox<A> {
   }
 }
 
-/** Creates a mailbox whose messages are processed by `process`, with the services in `context`. */
-export const make = <A, R>(options: {
+/**
+ * What processes a mailbox's messages, with the services in `context`. The mailbox keeps the object itself, so an
+ * owner that implements it (the endpoint runtime does) costs no closure per mailbox.
+ */
+export interface Processor<A, R> {
   readonly process: (message: A) => Effect.Effect<void, never, R>
   readonly context: Context.Context<R>
   readonly throughput: number
-}): Mailbox<A> => new MailboxImpl(options.process, options.context, Math.max(1, options.throughput))
+}
+
+/** Creates a mailbox whose messages `processor.process` handles one at a time. */
+export const make = <A, R>(processor: Processor<A, R>): Mailbox<A> => new MailboxImpl(processor)

@@ -3,18 +3,19 @@
  * Services register in a process-wide table by name so that `local://name/id` reaches any live service of this
  * process, and so that a service that is gone is told apart from an endpoint that never existed.
  */
-import { randomUUID } from "node:crypto"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
 import * as Result from "effect/Result"
 import * as Scope from "effect/Scope"
 import * as RpcAddress from "../RpcAddress.js"
 import type { RpcConfig } from "../RpcConfig.js"
 import {
   EndpointIdInUseError,
+  type EndpointStartError,
   RecipientUnreachableError,
   RpcConnectionError,
   RpcServiceStoppedError
@@ -25,11 +26,72 @@ import type { RpcServer } from "../RpcServer.js"
 import type { RpcServiceShape } from "../RpcService.js"
 import * as Client from "./client.js"
 import { Deadlines } from "./deadlines.js"
+import { randomUuid } from "./ids.js"
 import { EndpointRuntime, type Host, NoToken } from "./endpoint.js"
 import type { Connection } from "./connection.js"
 import type { Transport } from "./transport.js"
 
 const services = new Map<string, LocalService>()
+
+const endpointContexts = new WeakMap<Context.Context<never>, Context.Context<never>>()
+
+/**
+ * Endpoint code runs with the services of whoever started it, minus that caller's own Scope. Endpoints started
+ * from one fiber share that context instead of copying it each.
+ */
+const endpointContext = (starter: Context.Context<never>): Context.Context<never> => {
+  let context = endpointContexts.get(starter)
+  if (context === undefined) {
+    context = Context.omit(Scope.Scope)(starter) as Context.Context<never>
+    endpointContexts.set(starter, context)
+  }
+  return context
+}
+
+/** The server handle: a view over the runtime whose Effects are made when used (every endpoint has one). */
+class ServerHandle implements RpcServer<ReadonlyArray<RpcGateway.Any>, unknown, unknown> {
+  constructor(private readonly service: LocalService, private readonly runtime: EndpointRuntime) {}
+
+  get endpointId(): string {
+    return this.runtime.endpointId
+  }
+
+  get address(): string {
+    return this.runtime.address
+  }
+
+  self<G extends RpcGateway.Any>(gateway: G): RpcGateway.Client<G> {
+    return this.service.selfClient(this.runtime, gateway)
+  }
+
+  get start(): Effect.Effect<void> {
+    return Effect.sync(() => this.runtime.start())
+  }
+
+  get awaitStarted(): Effect.Effect<void, EndpointStartError> {
+    return Deferred.await(this.runtime.startup)
+  }
+
+  get stop(): Effect.Effect<void> {
+    return Effect.sync(() => this.runtime.requestStop())
+  }
+
+  get terminate(): Effect.Effect<void, unknown> {
+    return Effect.andThen(this.stop, this.awaitTermination)
+  }
+
+  get awaitTermination(): Effect.Effect<void, unknown> {
+    return Deferred.await(this.runtime.termination)
+  }
+
+  get isTerminated(): Effect.Effect<boolean> {
+    return Deferred.isDone(this.runtime.termination)
+  }
+
+  get fencingToken(): Effect.Effect<Option.Option<unknown>> {
+    return this.runtime.main.fencingToken
+  }
+}
 let nextServiceNumber = 0
 
 /** A fresh service name that no live service of this process uses. */
@@ -130,15 +192,11 @@ export class LocalService implements RpcServiceShape, Host {
   ): Effect.Effect<RpcServer<Gs, Token, EStop>, EInit | EndpointIdInUseError | RpcServiceStoppedError, R> =>
     Effect.withFiber<RpcServer<Gs, Token, EStop>, EInit | EndpointIdInUseError | RpcServiceStoppedError, R>((fiber) => {
       if (this.lifecycle !== "running") return Effect.fail(this.stoppedError("start an endpoint"))
-      const endpointId = endpoint.id ?? randomUUID()
+      const endpointId = endpoint.id ?? randomUuid()
       if (this.endpoints.has(endpointId)) {
         return Effect.fail(new EndpointIdInUseError({ service: this.name, endpointId }))
       }
-      // Endpoint code runs with the services of whoever started it, minus that caller's own Scope.
-      const context = Context.omit(Scope.Scope)(fiber.context) as Context.Context<never>
-      // Not a child of the service's scope: shutdown closes each endpoint's scope itself, after its onStop.
-      const scope = Scope.makeUnsafe("parallel")
-      const runtime = new EndpointRuntime(endpointId, endpoint as RpcEndpoint.Any, this, context, scope)
+      const runtime = new EndpointRuntime(endpointId, endpoint as RpcEndpoint.Any, this, endpointContext(fiber.context))
       this.endpoints.set(endpointId, runtime)
       return endpoint.init(runtime.main as RpcEndpoint.MainThread<Gs, Token>).pipe(
         Effect.onExit((exit) => {
@@ -147,7 +205,7 @@ export class LocalService implements RpcServiceShape, Host {
             return Effect.void
           }
           this.unregister(runtime)
-          return Scope.close(scope, Exit.void)
+          return runtime.closeScope()
         }),
         Effect.map(() => this.server<Gs, Token, EStop>(runtime))
       )
@@ -156,20 +214,7 @@ export class LocalService implements RpcServiceShape, Host {
   private server<Gs extends ReadonlyArray<RpcGateway.Any>, Token, EStop>(
     runtime: EndpointRuntime
   ): RpcServer<Gs, Token, EStop> {
-    const awaitTermination = Deferred.await(runtime.termination) as Effect.Effect<void, any>
-    const stop = Effect.sync(() => runtime.requestStop())
-    return {
-      endpointId: runtime.endpointId,
-      address: runtime.address,
-      self: (gateway) => this.selfClient(runtime, gateway),
-      start: Effect.sync(() => runtime.start()),
-      awaitStarted: Deferred.await(runtime.startup),
-      stop,
-      terminate: Effect.andThen(stop, awaitTermination),
-      awaitTermination,
-      isTerminated: Deferred.isDone(runtime.termination),
-      fencingToken: runtime.main.fencingToken
-    }
+    return new ServerHandle(this, runtime) as RpcServer<any, any, any>
   }
 
   private port(runtime: EndpointRuntime): Client.Port {
