@@ -38,11 +38,12 @@ const rate = (label: string, count: number, run: Effect.Effect<unknown, unknown>
   })
 
 const tcp = process.argv.includes("--tcp")
+const capture = process.argv.includes("--capture")
 
 const program = Effect.gen(function*() {
   const service = yield* RpcService.RpcService
   // Over TCP the caller is a second service, so every call crosses the socket.
-  const caller = tcp ? yield* RpcService.makeTcp() : service
+  const caller = tcp ? yield* RpcService.makeTcp().pipe(Effect.provide(RpcConfig.layer({ captureAskCallSite: capture }))) : service
   const client = yield* caller.connect(service.address("bench"), Gateway)
   const where = tcp ? "tcp" : "local"
   const n = tcp ? 20_000 : 100_000
@@ -58,7 +59,6 @@ const program = Effect.gen(function*() {
   }
 })
 
-const capture = process.argv.includes("--capture")
 program.pipe(
   Effect.provide(RpcEndpoint.layer(endpoint).pipe(
     Layer.provideMerge(tcp ? RpcService.layerTcp() : RpcService.layerLocal()),

@@ -5,7 +5,7 @@
  * systems. Method and file format: bench/README.md.
  */
 import { type ChildProcess, spawn } from "node:child_process"
-import { readFileSync, writeFileSync } from "node:fs"
+import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import * as os from "node:os"
 import { resolve } from "node:path"
 import { createInterface } from "node:readline"
@@ -20,8 +20,27 @@ const option = (name: string) => {
   return at >= 0 ? argv[at + 1] : undefined
 }
 const quick = argv.includes("--quick")
-const plan = quick ? { warmup: 0.4, seconds: 0.6, runs: 3 } : { warmup: 1, seconds: 2, runs: 5 }
+// The warm-up is long enough for the JIT to settle: with 0.3 s, each run came out faster than the one before.
+const plan = quick ? { warmup: 1, seconds: 0.5, runs: 3 } : { warmup: 2, seconds: 2, runs: 5 }
 const only = option("only")?.split(",")
+/**
+ * Where the two processes run. On this VM a wake-up across cores costs about 60 µs each way (the guest halts idle
+ * cores and does not poll), so with one core each a sequential ping-pong measures that, not the software: raw
+ * node:net does about 5k sequential round trips per second on two cores and about 35k on one. `auto` puts both
+ * processes of a sequential workload on core 0 and gives each process its own core when calls are in flight;
+ * `separate` always gives each its own core; `same` always shares core 0; `none` leaves it to the OS.
+ */
+const placement = option("placement") ?? "auto"
+if (!["auto", "separate", "same", "none"].includes(placement)) {
+  throw new Error(`--placement must be auto, separate, same or none, not ${placement}`)
+}
+const canPin = process.platform === "linux" && os.cpus().length >= 2 && existsSync("/usr/bin/taskset")
+const cores = (workload: string, role: "server" | "client"): string | undefined => {
+  if (!canPin || placement === "none") return undefined
+  const sequential = workload.endsWith("-seq")
+  const same = placement === "same" || (placement === "auto" && sequential)
+  return same || role === "server" ? "0" : "1"
+}
 const systems = (option("systems") ?? "raw,effect-rpc,us").split(",")
 const wanted = (workload: string) => only === undefined || only.some((word) => workload.includes(word))
 
@@ -48,11 +67,15 @@ const units: Record<string, string> = {
 const log = (line: string) => process.stderr.write(`${line}\n`)
 
 /** Starts `bench/systems/<system>.ts` with Node's own flags, its output read line by line. */
-const launch = (system: string, args: ReadonlyArray<string>, nodeFlags: ReadonlyArray<string> = []) => {
-  const child = spawn(process.execPath, [...nodeFlags, "--import", "tsx", `bench/systems/${system}.ts`, ...args], {
-    cwd: root,
-    stdio: ["ignore", "pipe", "pipe"]
-  })
+const launch = (
+  system: string,
+  args: ReadonlyArray<string>,
+  options: { readonly nodeFlags?: ReadonlyArray<string>; readonly cpus?: string | undefined } = {}
+) => {
+  const command = [process.execPath, ...(options.nodeFlags ?? []), "--import", "tsx", `bench/systems/${system}.ts`, ...args]
+  // taskset execs node in place, so the pid is still node's and signals reach it.
+  const [file, ...rest] = options.cpus === undefined ? command : ["/usr/bin/taskset", "-c", options.cpus, ...command]
+  const child = spawn(file!, rest, { cwd: root, stdio: ["ignore", "pipe", "pipe"] })
   let stderr = ""
   child.stderr!.on("data", (chunk) => (stderr = (stderr + chunk).slice(-4000)))
   const lines = createInterface({ input: child.stdout! })
@@ -90,8 +113,12 @@ const planArgs = ["--runs", String(plan.runs), "--seconds", String(plan.seconds)
 const budgetMs = (plan.warmup + plan.runs * plan.seconds) * 1000 + 60_000
 
 /** Runs one client to completion and returns its runs. */
-const client = async (system: string, args: ReadonlyArray<string>, nodeFlags: ReadonlyArray<string> = []) => {
-  const run = launch(system, [...args, ...planArgs], nodeFlags)
+const client = async (
+  system: string,
+  args: ReadonlyArray<string>,
+  options: { readonly nodeFlags?: ReadonlyArray<string>; readonly cpus?: string | undefined } = {}
+) => {
+  const run = launch(system, [...args, ...planArgs], options)
   try {
     const result = JSON.parse(await run.line("RESULT", budgetMs)) as { runs: Array<Record<string, number>> }
     return result.runs
@@ -127,27 +154,29 @@ const startedAt = performance.now()
 const elapsed = () => `${((performance.now() - startedAt) / 1000).toFixed(0).padStart(4)} s`
 
 log(`bench: ${quick ? "quick" : "full"} plan, ${plan.runs} runs of ${plan.seconds} s after ${plan.warmup} s of warm-up`)
+// A server per workload: its core depends on the workload, and no workload inherits another's heap.
 for (const system of systems) {
-  if (remote.length === 0) break
-  await attempt(`${system} server`, async () => {
-    const server = launch(system, ["server"])
-    try {
-      const port = await server.line("READY", 30_000)
-      for (const workload of remote) {
-        log(`${elapsed()}  ${system.padEnd(10)} ${workload}`)
-        await attempt(`${system} ${workload}`, async () =>
-          record(workload, system, await client(system, ["client", "--workload", workload, "--port", port])))
+  for (const workload of remote) {
+    log(`${elapsed()}  ${system.padEnd(10)} ${workload}`)
+    await attempt(`${system} ${workload}`, async () => {
+      const server = launch(system, ["server"], { cpus: cores(workload, "server") })
+      try {
+        const port = await server.line("READY", 30_000)
+        const runs = await client(system, ["client", "--workload", workload, "--port", port], {
+          cpus: cores(workload, "client")
+        })
+        record(workload, system, runs)
+      } finally {
+        await stop(server.child, server.exited)
       }
-    } finally {
-      await stop(server.child, server.exited)
-    }
-  })
+    })
+  }
 }
 if (systems.includes("us")) {
   for (const workload of local) {
     log(`${elapsed()}  ${"us".padEnd(10)} ${workload}`)
     await attempt(`us ${workload}`, async () =>
-      record(workload, "us", await client("local", ["--workload", workload], ["--expose-gc"])))
+      record(workload, "us", await client("local", ["--workload", workload], { nodeFlags: ["--expose-gc"] })))
   }
 }
 log(`${elapsed()}  done`)
@@ -195,7 +224,7 @@ const results = {
   machine: `${cpus[0]?.model ?? "unknown CPU"}, ${cpus.length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}`,
   node: process.version,
   effect: effectVersion,
-  plan: { quick, ...plan },
+  plan: { quick, placement: canPin ? placement : "none", ...plan },
   rows
 }
 // A partial run (--only, --systems) prints its table but leaves the recorded results of the last full run alone.

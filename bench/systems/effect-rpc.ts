@@ -47,7 +47,6 @@ const client = (args: ClientArgs) =>
     const body = payload(workload.bytes)
     const rpc = yield* RpcClient.make(Bench)
     const runs = yield* measureEffect(rpc.echo(body), workload.inFlight, args)
-    // `as never` as in raw.ts: RunFigures is an interface, which `report`'s Record parameter does not accept.
     report(runs)
   }).pipe(
     // The scope owns the connection and the protocol's ping fiber, so closing it lets the process exit on its own.

@@ -68,6 +68,13 @@ const captureCallSite = (): Error => {
 
 const CALL_SITE_FRAMES = 6
 
+const timedOut = (address: string, method: string, timeoutMillis: number, callSite: Error | undefined) => {
+  const site = callSite === undefined ? undefined : formatCallSite(callSite)
+  return Effect.fail(
+    new RpcTimeoutError({ address, method, timeoutMillis, ...(site === undefined ? {} : { callSite: site }) })
+  )
+}
+
 /** Makes a client of `gateway` over `port`; `token` yields the fencing token each call carries. */
 export const make = <G extends RpcGateway.Any>(
   gateway: G,
@@ -92,17 +99,6 @@ export const make = <G extends RpcGateway.Any>(
         ? Duration.fromInputUnsafe(options.timeout)
         : methodTimeout ?? origin.config.askTimeout
       const timeoutMillis = Duration.toMillis(timeout)
-      const timedOut = () => {
-        const site = callSite === undefined ? undefined : formatCallSite(callSite)
-        return Effect.fail(
-          new RpcTimeoutError({
-            address: port.address,
-            method: qualified,
-            timeoutMillis,
-            ...(site === undefined ? {} : { callSite: site })
-          })
-        )
-      }
       return Effect.callback<unknown, unknown>((resume) => {
         if (origin.isStopped()) {
           resume(stopped(name))
@@ -123,7 +119,7 @@ export const make = <G extends RpcGateway.Any>(
             if (settled) return
             settled = true
             cancel?.()
-            resume(timedOut())
+            resume(timedOut(port.address, qualified, timeoutMillis, callSite))
           })
         }
         return Effect.sync(() => {

@@ -82,6 +82,28 @@ const qualify = (gateway: string, method: string) => `${gateway}.${method}`
 const unreachable = (address: string, method: string, reason: string) =>
   Exit.fail(new RecipientUnreachableError({ address, method, reason }))
 
+type InvokeMessage = Extract<Wire.Message, { _tag: "Ask" | "Tell" }>
+
+const cannotEncodeRequest = (call: OutboundCall, detail: string) =>
+  new RpcSerializationError({
+    address: call.address,
+    method: qualify(call.gateway.name, call.method),
+    direction: "request",
+    operation: "encode",
+    detail
+  })
+
+const cannotDecodeReply = (pending: PendingAsk, detail: string) =>
+  Exit.fail(
+    new RpcSerializationError({
+      address: pending.call.address,
+      method: qualify(pending.call.gateway.name, pending.call.method),
+      direction: "response",
+      operation: "decode",
+      detail
+    })
+  )
+
 const encodeRpcError = (error: RpcCallError) => Wire.encodeValue(RpcCallError, error)
 const decodeRpcError = (wire: unknown) => Wire.decodeValue(RpcCallError, wire)
 const isRpcCallError = Schema.is(RpcCallError)
@@ -95,7 +117,7 @@ export class Connection {
   closedBecause: OpenFailure | undefined
   private nextId = 1
   private readonly pending = new Map<number, PendingAsk | PendingConnect>()
-  private outbound: Array<Uint8Array> = []
+  private outbound: Array<Buffer> = []
   private wakeWriter: (() => void) | undefined
   private wakeScheduled = false
   private lastHeard = 0
@@ -126,7 +148,7 @@ export class Connection {
   }
 
   private push(frame: Wire.OutFrame): void {
-    this.outbound.push(frame.header, frame.body)
+    this.outbound.push(frame.bytes)
     if (!this.wakeScheduled) {
       // Waking the writer at once would write each frame on its own; waking it once the current turn is over
       // sends everything queued in that turn in one write.
@@ -188,25 +210,21 @@ export class Connection {
     id: number
   ): Result.Result<Wire.OutFrame, RpcSerializationError | FrameTooLargeError> {
     const { address, gateway, method } = call
-    const qualified = qualify(gateway.name, method)
-    const cannotEncode = (detail: string) =>
-      Result.fail(
-        new RpcSerializationError({ address, method: qualified, direction: "request", operation: "encode", detail })
-      )
     const spec = (gateway.methods as RpcGateway.Methods)[method]!
     const encoded = Wire.encodeValue(spec.payload, call.payload)
-    if (Result.isFailure(encoded)) return cannotEncode(encoded.failure)
+    if (Result.isFailure(encoded)) return Result.fail(cannotEncodeRequest(call, encoded.failure))
     let frame: Wire.OutFrame
     try {
       const token = call.token === NoToken ? undefined : { value: call.token }
       frame = Wire.invoke(tell, id, call.endpointId, gateway.name, method, token, encoded.success)
     } catch (error) {
-      return cannotEncode(`the fencing token cannot be packed: ${describe(error)}`)
+      return Result.fail(cannotEncodeRequest(call, `the fencing token cannot be packed: ${describe(error)}`))
     }
     const limit = this.limit
-    if (frame.body.length > limit) {
+    if (frame.size > limit) {
+      const qualified = qualify(gateway.name, method)
       return Result.fail(
-        new FrameTooLargeError({ address, method: qualified, direction: "request", size: frame.body.length, limit })
+        new FrameTooLargeError({ address, method: qualified, direction: "request", size: frame.size, limit })
       )
     }
     return Result.succeed(frame)
@@ -338,34 +356,51 @@ export class Connection {
     answer(null, "")
   }
 
-  private onInvoke(invoke: Extract<Wire.Message, { _tag: "Ask" | "Tell" }>): void {
+  // The address and qualified method name are only needed for errors, so they are built on those paths only.
+
+  private onInvoke(invoke: InvokeMessage): void {
     const isAsk = invoke._tag === "Ask"
-    const address = this.endpointAddress(invoke.endpointId)
-    const method = qualify(invoke.gateway, invoke.method)
-    const fail = (error: RpcCallError) => {
-      if (isAsk) this.sendReply(invoke.id, address, method, undefined, Exit.fail(error))
-    }
     const runtime = this.host.lookup(invoke.endpointId)
     if (runtime === undefined) {
-      return fail(
-        new RecipientUnreachableError({
-          address,
-          method,
-          reason: "no endpoint with this id runs on the service (it has terminated, or never existed)"
-        })
-      )
+      if (isAsk) {
+        this.sendReply(invoke, undefined, Exit.fail(
+          new RecipientUnreachableError({
+            address: this.endpointAddress(invoke.endpointId),
+            method: qualify(invoke.gateway, invoke.method),
+            reason: "no endpoint with this id runs on the service (it has terminated, or never existed)"
+          })
+        ))
+      }
+      return
     }
     const spec = runtime.served.get(invoke.gateway)?.methods[invoke.method] as RpcGateway.Method | undefined
     if (spec === undefined || (spec.kind === "tell") !== !isAsk) {
-      return fail(
-        new RemoteDefectError({ address, method, defect: `the endpoint does not serve ${method} as an ${invoke._tag.toLowerCase()}` })
-      )
+      if (isAsk) {
+        const method = qualify(invoke.gateway, invoke.method)
+        this.sendReply(invoke, undefined, Exit.fail(
+          new RemoteDefectError({
+            address: this.endpointAddress(invoke.endpointId),
+            method,
+            defect: `the endpoint does not serve ${method} as an ${invoke._tag.toLowerCase()}`
+          })
+        ))
+      }
+      return
     }
     const payload = Wire.decodeValue(spec.payload, invoke.payload)
     if (Result.isFailure(payload)) {
-      return fail(
-        new RpcSerializationError({ address, method, direction: "request", operation: "decode", detail: payload.failure })
-      )
+      if (isAsk) {
+        this.sendReply(invoke, undefined, Exit.fail(
+          new RpcSerializationError({
+            address: this.endpointAddress(invoke.endpointId),
+            method: qualify(invoke.gateway, invoke.method),
+            direction: "request",
+            operation: "decode",
+            detail: payload.failure
+          })
+        ))
+      }
+      return
     }
     const token = invoke.token === undefined ? NoToken : runtime.decodeToken(invoke.token.value)
     runtime.invoke({
@@ -374,85 +409,96 @@ export class Connection {
       method: invoke.method,
       payload: payload.success,
       token,
-      resume: isAsk ? (exit) => this.sendReply(invoke.id, address, method, spec, exit) : undefined
+      resume: isAsk ? this.replyTo(invoke, spec) : undefined
     })
   }
 
+  private replyTo(invoke: InvokeMessage, spec: RpcGateway.Method): Resume {
+    return (exit) => this.sendReply(invoke, spec, exit)
+  }
+
   /** Encodes and sends a reply; what cannot be encoded or is too large becomes a typed error reply. */
-  private sendReply(
-    id: number,
-    address: string,
-    method: string,
-    spec: RpcGateway.Method | undefined,
-    exit: Exit.Exit<unknown, unknown>
-  ): void {
+  private sendReply(invoke: InvokeMessage, spec: RpcGateway.Method | undefined, exit: Exit.Exit<unknown, unknown>): void {
     if (this.state === "closed") return
-    const cannotEncode = (detail: string) =>
-      new RpcSerializationError({ address, method, direction: "response", operation: "encode", detail })
-    const errorFrame = (error: RpcCallError): Wire.OutFrame => {
-      const encoded = encodeRpcError(error)
-      return Wire.reply(
-        id,
-        Wire.Outcome.Error,
-        Result.isSuccess(encoded) ? encoded.success : Result.getOrThrow(encodeRpcError(cannotEncode(encoded.failure)))
-      )
-    }
+    const id = invoke.id
     let frame: Wire.OutFrame
     if (Exit.isSuccess(exit)) {
       // A `void` handler may still return something (TypeScript allows it); there is nothing to send.
       const value = Wire.encodeValue(spec!.success, spec!.success === Schema.Void ? undefined : exit.value)
       frame = Result.isSuccess(value)
         ? Wire.reply(id, Wire.Outcome.Success, value.success)
-        : errorFrame(cannotEncode(value.failure))
+        : this.errorReply(invoke, this.cannotEncodeResponse(invoke, value.failure))
     } else {
       const error = Exit.findErrorOption(exit)
       const failure = error._tag === "Some" ? error.value : describe(exit.cause)
       const value = isRpcCallError(failure) || spec === undefined ? undefined : Wire.encodeValue(spec.failure, failure)
       frame = isRpcCallError(failure)
-        ? errorFrame(failure)
+        ? this.errorReply(invoke, failure)
         : value !== undefined && Result.isSuccess(value)
         ? Wire.reply(id, Wire.Outcome.Failure, value.success)
-        : errorFrame(
+        : this.errorReply(
+          invoke,
           new RemoteDefectError({
-            address,
-            method,
+            address: this.endpointAddress(invoke.endpointId),
+            method: qualify(invoke.gateway, invoke.method),
             defect: `the handler failed with ${describe(failure)}, which its failure Schema does not describe`
           })
         )
     }
     const limit = this.limit
-    if (frame.body.length > limit) {
-      frame = errorFrame(new FrameTooLargeError({ address, method, direction: "response", size: frame.body.length, limit }))
+    if (frame.size > limit) {
+      frame = this.errorReply(
+        invoke,
+        new FrameTooLargeError({
+          address: this.endpointAddress(invoke.endpointId),
+          method: qualify(invoke.gateway, invoke.method),
+          direction: "response",
+          size: frame.size,
+          limit
+        })
+      )
     }
     this.push(frame)
+  }
+
+  private cannotEncodeResponse(invoke: InvokeMessage, detail: string): RpcSerializationError {
+    return new RpcSerializationError({
+      address: this.endpointAddress(invoke.endpointId),
+      method: qualify(invoke.gateway, invoke.method),
+      direction: "response",
+      operation: "encode",
+      detail
+    })
+  }
+
+  /** A reply carrying one of the library's errors (and if even that cannot be encoded, the encoding error). */
+  private errorReply(invoke: InvokeMessage, error: RpcCallError): Wire.OutFrame {
+    const encoded = encodeRpcError(error)
+    return Wire.reply(
+      invoke.id,
+      Wire.Outcome.Error,
+      Result.isSuccess(encoded)
+        ? encoded.success
+        : Result.getOrThrow(encodeRpcError(this.cannotEncodeResponse(invoke, encoded.failure)))
+    )
   }
 
   private onReply(reply: Extract<Wire.Message, { _tag: "Reply" }>): void {
     const pending = this.pending.get(reply.id)
     if (pending?._tag !== "Ask") return
     this.pending.delete(reply.id)
-    const decodeFailure = (detail: string) =>
-      Exit.fail(
-        new RpcSerializationError({
-          address: pending.call.address,
-          method: qualify(pending.call.gateway.name, pending.call.method),
-          direction: "response",
-          operation: "decode",
-          detail
-        })
-      )
     switch (reply.outcome) {
       case Wire.Outcome.Success: {
         const value = Wire.decodeValue(pending.spec.success, reply.value)
-        return pending.resume(Result.isSuccess(value) ? Exit.succeed(value.success) : decodeFailure(value.failure))
+        return pending.resume(Result.isSuccess(value) ? Exit.succeed(value.success) : cannotDecodeReply(pending, value.failure))
       }
       case Wire.Outcome.Failure: {
         const value = Wire.decodeValue(pending.spec.failure, reply.value)
-        return pending.resume(Result.isSuccess(value) ? Exit.fail(value.success) : decodeFailure(value.failure))
+        return pending.resume(Result.isSuccess(value) ? Exit.fail(value.success) : cannotDecodeReply(pending, value.failure))
       }
       default: {
         const value = decodeRpcError(reply.value)
-        return pending.resume(Result.isSuccess(value) ? Exit.fail(value.success) : decodeFailure(value.failure))
+        return pending.resume(Result.isSuccess(value) ? Exit.fail(value.success) : cannotDecodeReply(pending, value.failure))
       }
     }
   }
@@ -570,9 +616,9 @@ export class Connection {
           yield* parked
           continue
         }
-        const batch = self.outbound
+        const batch = coalesce(self.outbound)
         self.outbound = []
-        const written = yield* Effect.result(writer.writeAll(batch as [Uint8Array, ...Array<Uint8Array>]))
+        const written = yield* Effect.result(writer.writeAll(batch))
         if (Result.isFailure(written)) {
           self.close({ reason: "Unreachable", detail: `writing failed (${describe(written.failure.reason)})` }, false)
           return
@@ -612,6 +658,20 @@ export class Connection {
       })
     )
   }
+}
+
+/** Up to this many bytes of queued frames are copied into one buffer, so that they cost one write of one chunk. */
+const COALESCE_BYTES = 256 * 1024
+
+/**
+ * The chunks to write for a batch of frames. Every chunk costs a pass through Node's stream machinery, which for
+ * small frames costs more than copying them, so a batch of small frames becomes one buffer; large ones go as they are.
+ */
+const coalesce = (frames: Array<Buffer>): [Buffer, ...Array<Buffer>] => {
+  if (frames.length === 1) return frames as [Buffer]
+  let total = 0
+  for (const frame of frames) total += frame.length
+  return total <= COALESCE_BYTES ? [Buffer.concat(frames, total)] : frames as [Buffer, ...Array<Buffer>]
 }
 
 const isReason = Schema.is(ConnectionFailureReason)

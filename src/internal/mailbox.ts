@@ -27,6 +27,12 @@ export interface Mailbox<A> {
   readonly isActive: () => boolean
 }
 
+/** The state of one turn of the main thread: messages left before it yields, and whether it has lingered. */
+interface Turn {
+  budget: number
+  lingered: boolean
+}
+
 /** Compact the backing array once this many slots at its head are spent. */
 const COMPACT_AT = 1024
 
@@ -56,28 +62,25 @@ class MailboxImpl<A, R> implements Mailbox<A> {
    * sends its next message within that yield, which then runs on this fiber instead of a new one.
    */
   private drain(): Effect.Effect<void, never, R> {
-    const self = this
-    let budget = self.throughput
-    let lingered = false
-    const next = (): Effect.Effect<void, never, R> => {
-      if (self.closed) return finish()
-      if (!self.hasWork()) {
-        if (lingered) return finish()
-        lingered = true
-        return Effect.flatMap(Effect.yieldNow, next)
-      }
-      lingered = false
-      if (budget-- <= 0) {
-        budget = self.throughput
-        return Effect.flatMap(Effect.yieldNow, next)
-      }
-      return Effect.flatMap(self.processor.process(self.take()), next)
+    const turn: Turn = { budget: this.throughput, lingered: false }
+    return Effect.flatMap(Effect.yieldNow, () => this.step(turn))
+  }
+
+  // Continuations are anonymous arrows: a named one would be wrapped by tsx's keepNames in an
+  // Object.defineProperty per message.
+  private step(turn: Turn): Effect.Effect<void, never, R> {
+    if (this.closed) return this.finishTurn()
+    if (!this.hasWork()) {
+      if (turn.lingered) return this.finishTurn()
+      turn.lingered = true
+      return Effect.flatMap(Effect.yieldNow, () => this.step(turn))
     }
-    const finish = (): Effect.Effect<void, never, R> => {
-      self.finishTurn()
-      return Effect.void
+    turn.lingered = false
+    if (turn.budget-- <= 0) {
+      turn.budget = this.throughput
+      return Effect.flatMap(Effect.yieldNow, () => this.step(turn))
     }
-    return Effect.flatMap(Effect.yieldNow, next)
+    return Effect.flatMap(this.processor.process(this.take()), () => this.step(turn))
   }
 
   private take(): A {
@@ -91,7 +94,7 @@ class MailboxImpl<A, R> implements Mailbox<A> {
     return message
   }
 
-  private finishTurn(): void {
+  private finishTurn(): Effect.Effect<void> {
     this.fiber = undefined
     if (!this.hasWork()) {
       this.queue = undefined
@@ -102,6 +105,7 @@ class MailboxImpl<A, R> implements Mailbox<A> {
       this.waiters = undefined
       for (const resume of waiters) resume()
     }
+    return Effect.void
   }
 
   offer(message: A): boolean {

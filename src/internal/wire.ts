@@ -65,21 +65,20 @@ export type Message =
 const encoder = new Encoder()
 const decoder = new Decoder()
 
-const header = (length: number): Uint8Array => {
-  const bytes = new Uint8Array(Frame.HEADER_BYTES)
-  Frame.writeHeader(bytes, length)
-  return bytes
-}
-
-/** A frame ready to write: its length prefix and its body, written together. */
+/** A frame ready to write: length prefix and body in one buffer, so it goes out as one chunk. */
 export interface OutFrame {
-  readonly header: Uint8Array
-  readonly body: Uint8Array
+  readonly bytes: Buffer
+  /** The body's size, which the frame limit applies to. */
+  readonly size: number
 }
 
 const frame = (message: ReadonlyArray<unknown>): OutFrame => {
-  const body = encoder.encode(message)
-  return { header: header(body.length), body }
+  // A view of the encoder's own buffer, valid until the next encode: copied at once behind the length prefix.
+  const body = encoder.encodeSharedRef(message)
+  const bytes = Buffer.allocUnsafe(Frame.HEADER_BYTES + body.length)
+  Frame.writeHeader(bytes, body.length)
+  bytes.set(body, Frame.HEADER_BYTES)
+  return { bytes, size: body.length }
 }
 
 /** The hello each side sends first. */

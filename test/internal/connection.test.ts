@@ -8,6 +8,7 @@ import * as Socket from "effect/socket/Socket"
 import { RpcConfig, RpcError, RpcGateway } from "effect-actor-rpc"
 import { Connection, type ConnectionHost } from "../../src/internal/connection.js"
 import { NoToken } from "../../src/internal/endpoint.js"
+import * as Frame from "../../src/internal/frame.js"
 import * as Wire from "../../src/internal/wire.js"
 import { settle } from "../fixtures/common.js"
 
@@ -24,14 +25,20 @@ const host: ConnectionHost = {
   unregister: () => {}
 }
 
-/** A socket that never receives anything and records the batches written to it. */
+/** A socket that never receives anything and records, for each write, how many frames it carried. */
 const recordingSocket = () => {
   const batches: Array<number> = []
+  const countFrames = (chunks: ReadonlyArray<Uint8Array | string>) => {
+    const decoder = new Frame.FrameDecoder(1 << 20)
+    let frames = 0
+    for (const chunk of chunks) decoder.push(chunk as Uint8Array, () => void frames++)
+    return frames
+  }
   const socket = Socket.make({
     reader: Effect.succeed({ pull: Effect.never, upgrade: () => Effect.void }),
     writer: Effect.succeed({
-      write: () => Effect.void,
-      writeAll: (chunks) => Effect.sync(() => void batches.push(chunks.length))
+      write: (chunk) => Effect.sync(() => void batches.push(countFrames([chunk as Uint8Array]))),
+      writeAll: (chunks) => Effect.sync(() => void batches.push(countFrames(chunks)))
     })
   })
   return { batches, socket }
@@ -53,7 +60,7 @@ describe("Connection", () => {
       const connection = new Connection(host, "127.0.0.1:1", "outbound")
       const running = yield* Effect.forkChild(connection.run(socket, () => ({ reason: "Unreachable", detail: "" })))
       yield* settle
-      assert.deepStrictEqual(batches, [2], "the hello: a header and a body")
+      assert.deepStrictEqual(batches, [1], "the hello")
       const ask = (outbound: ReturnType<typeof call>) =>
         Effect.callback<unknown, unknown>((resume) => {
           const forget = connection.ask(outbound, resume)
@@ -62,7 +69,7 @@ describe("Connection", () => {
       const asks = []
       for (let i = 0; i < 200; i++) asks.push(yield* Effect.forkChild(ask(call(i)), { startImmediately: true }))
       yield* settle
-      assert.deepStrictEqual(batches, [2, 400], "200 asks, each a header and a body, in one write")
+      assert.deepStrictEqual(batches, [1, 200], "200 asks in one write")
       connection.close({ reason: "Unreachable", detail: "test over" }, false)
       const exits = yield* Effect.forEach(asks, Fiber.await)
       for (const exit of exits) {
@@ -78,16 +85,16 @@ describe("Connection", () => {
       const { batches, socket } = recordingSocket()
       const connection = new Connection(host, "127.0.0.1:1", "inbound")
       const running = yield* Effect.forkChild(connection.run(socket, () => ({ reason: "Unreachable", detail: "" })))
-      const feed = (frame: Wire.OutFrame) => (connection as unknown as { onFrame: (body: Uint8Array) => void }).onFrame(frame.body)
+      const feed = (frame: Wire.OutFrame) => (connection as unknown as { onFrame: (body: Uint8Array) => void }).onFrame(frame.bytes.subarray(Frame.HEADER_BYTES))
       feed(Wire.hello("peer", "peer", null, 1024))
       yield* settle
-      assert.deepStrictEqual(batches, [2], "our hello, in answer to the peer's")
+      assert.deepStrictEqual(batches, [1], "our hello, in answer to the peer's")
       feed(Wire.heartbeatReply)
       yield* settle
-      assert.deepStrictEqual(batches, [2])
+      assert.deepStrictEqual(batches, [1])
       feed(Wire.heartbeat)
       yield* settle
-      assert.deepStrictEqual(batches, [2, 2])
+      assert.deepStrictEqual(batches, [1, 1])
       connection.close({ reason: "Unreachable", detail: "test over" }, false)
       yield* Fiber.join(running)
     }))
