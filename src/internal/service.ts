@@ -379,8 +379,6 @@ export class LocalService implements RpcServiceShape, Host {
       this.lifecycle = "stopping"
       const runtimes = [...this.endpoints.values()]
       for (const runtime of runtimes) runtime.requestStop()
-      // Every ask still waiting is failed by its endpoint's or its connection's end; no timeout needs to fire.
-      this.deadlines.close()
       return Effect.forEach(runtimes, (runtime) => Effect.exit(Deferred.await(runtime.termination)), {
         concurrency: "unbounded"
       }).pipe(
@@ -388,6 +386,8 @@ export class LocalService implements RpcServiceShape, Host {
         Effect.flatMap((exits) =>
           Effect.sync(() => {
             this.lifecycle = "stopped"
+            // Only now: an onStop may still ask other services, and its asks must still time out.
+            this.deadlines.close()
             if (services.get(this.name) === this) services.delete(this.name)
             const failed = exits.find(Exit.isFailure)
             return failed === undefined ? Exit.void : failed

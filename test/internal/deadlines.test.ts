@@ -1,0 +1,69 @@
+/**
+ * Ask deadlines: one timer fiber per service, driven by the service's Clock (TestClock here).
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { TestClock } from "effect/testing"
+import { Deadlines } from "../../src/internal/deadlines.js"
+
+const make = Effect.map(Effect.context<never>(), (context) => new Deadlines(context))
+
+describe("deadlines", () => {
+  it.effect("fires each entry once its time has passed, in deadline order, and never early", () =>
+    Effect.gen(function*() {
+      const deadlines = yield* make
+      const fired: Array<string> = []
+      deadlines.add(300, () => fired.push("300"))
+      deadlines.add(100, () => fired.push("100"))
+      deadlines.add(100, () => fired.push("100 again"))
+      yield* TestClock.adjust("99 millis")
+      assert.deepStrictEqual(fired, [])
+      yield* TestClock.adjust("1 millis")
+      assert.deepStrictEqual(fired, ["100", "100 again"])
+      yield* TestClock.adjust("199 millis")
+      assert.deepStrictEqual(fired, ["100", "100 again"])
+      yield* TestClock.adjust("1 millis")
+      assert.deepStrictEqual(fired, ["100", "100 again", "300"])
+    }))
+
+  it.effect("a removed entry never fires, wherever it sits in its list", () =>
+    Effect.gen(function*() {
+      const deadlines = yield* make
+      const fired: Array<number> = []
+      const entries = [1, 2, 3, 4].map((n) => deadlines.add(50, () => fired.push(n)))
+      deadlines.remove(entries[0]!)
+      deadlines.remove(entries[2]!)
+      deadlines.remove(entries[2]!)
+      yield* TestClock.adjust("50 millis")
+      assert.deepStrictEqual(fired, [2, 4])
+    }))
+
+  it.effect("a deadline earlier than the one the timer sleeps until wakes it early", () =>
+    Effect.gen(function*() {
+      const deadlines = yield* make
+      const fired: Array<string> = []
+      deadlines.add(10_000, () => fired.push("long"))
+      yield* TestClock.adjust("1 millis")
+      deadlines.add(20, () => fired.push("short"))
+      yield* TestClock.adjust("20 millis")
+      assert.deepStrictEqual(fired, ["short"])
+      yield* TestClock.adjust("10 seconds")
+      assert.deepStrictEqual(fired, ["short", "long"])
+    }))
+
+  it.effect("keeps working after it has gone idle, and close stops everything", () =>
+    Effect.gen(function*() {
+      const deadlines = yield* make
+      const fired: Array<number> = []
+      deadlines.add(10, () => fired.push(1))
+      yield* TestClock.adjust("10 millis")
+      deadlines.add(10, () => fired.push(2))
+      yield* TestClock.adjust("10 millis")
+      assert.deepStrictEqual(fired, [1, 2])
+      deadlines.add(10, () => fired.push(3))
+      deadlines.close()
+      deadlines.add(5, () => fired.push(4))
+      yield* TestClock.adjust("1 second")
+      assert.deepStrictEqual(fired, [1, 2])
+    }))
+})
