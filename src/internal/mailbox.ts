@@ -28,9 +28,10 @@ export interface Mailbox<A> {
 }
 
 /** The state of one turn of the main thread: messages left before it yields, and whether it has lingered. */
-interface Turn {
+interface Turn<R> {
   budget: number
   lingered: boolean
+  next: () => Effect.Effect<void, never, R>
 }
 
 /** Compact the backing array once this many slots at its head are spent. */
@@ -62,25 +63,30 @@ class MailboxImpl<A, R> implements Mailbox<A> {
    * sends its next message within that yield, which then runs on this fiber instead of a new one.
    */
   private drain(): Effect.Effect<void, never, R> {
-    const turn: Turn = { budget: this.throughput, lingered: false }
-    return Effect.flatMap(Effect.yieldNow, () => this.step(turn))
+    const turn: Turn<R> = { budget: this.throughput, lingered: false, next: undefined! }
+    turn.next = this.continuation(turn)
+    return Effect.flatMap(Effect.yieldNow, turn.next)
   }
 
-  // Continuations are anonymous arrows: a named one would be wrapped by tsx's keepNames in an
-  // Object.defineProperty per message.
-  private step(turn: Turn): Effect.Effect<void, never, R> {
+  // One continuation per turn, made by a method: a closure bound to a name would be wrapped by tsx's keepNames in
+  // an Object.defineProperty each time.
+  private continuation(turn: Turn<R>): () => Effect.Effect<void, never, R> {
+    return () => this.step(turn)
+  }
+
+  private step(turn: Turn<R>): Effect.Effect<void, never, R> {
     if (this.closed) return this.finishTurn()
     if (!this.hasWork()) {
       if (turn.lingered) return this.finishTurn()
       turn.lingered = true
-      return Effect.flatMap(Effect.yieldNow, () => this.step(turn))
+      return Effect.flatMap(Effect.yieldNow, turn.next)
     }
     turn.lingered = false
     if (turn.budget-- <= 0) {
       turn.budget = this.throughput
-      return Effect.flatMap(Effect.yieldNow, () => this.step(turn))
+      return Effect.flatMap(Effect.yieldNow, turn.next)
     }
-    return Effect.flatMap(this.processor.process(this.take()), () => this.step(turn))
+    return Effect.flatMap(this.processor.process(this.take()), turn.next)
   }
 
   private take(): A {
