@@ -1,7 +1,7 @@
 /**
  * A quick measurement of sequential asks, concurrent asks and tells per second, in-process or (with `--tcp`)
  * between two TCP services of this process over 127.0.0.1. `--capture` turns call-site capture on.
- * Run: npm run bench:local [-- --tcp] [-- --capture] (the full benchmark suite arrives with the benchmarks issue).
+ * Run: npm run bench:local [-- --tcp] [-- --capture]; the full suite is npm run bench (bench/README.md).
  */
 import { Effect, Layer, Schema } from "effect"
 import { RpcConfig, RpcEndpoint, RpcGateway, RpcService } from "effect-actor-rpc"

@@ -11,7 +11,7 @@ import { resolve } from "node:path"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
 import { remoteWorkloads } from "./support/driver.js"
-import { chart } from "./support/chart.js"
+import { chart, type Row } from "./support/chart.js"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
 const argv = process.argv.slice(2)
@@ -43,17 +43,6 @@ const cores = (workload: string, role: "server" | "client"): string | undefined 
 }
 const systems = (option("systems") ?? "raw,effect-rpc,us").split(",")
 const wanted = (workload: string) => only === undefined || only.some((word) => workload.includes(word))
-
-/** One figure of the results file: the median of the runs, with their min and max. */
-export interface Row {
-  readonly workload: string
-  readonly system: string
-  readonly metric: string
-  readonly median: number
-  readonly min: number
-  readonly max: number
-  readonly unit: string
-}
 
 const units: Record<string, string> = {
   calls_per_s: "calls/s",

@@ -4,13 +4,15 @@
  * a whisker from min to max.
  */
 
-interface ChartRow {
+/** One figure of the results file: the median of the runs, with their min and max. */
+export interface Row {
   readonly workload: string
   readonly system: string
   readonly metric: string
   readonly median: number
   readonly min: number
   readonly max: number
+  readonly unit: string
 }
 
 const systems = [
@@ -26,7 +28,7 @@ const short = (value: number) =>
 
 /** The SVG text of the chart of `rows`' calls/s for `workloads`, captioned with where it was measured. */
 export const chart = (
-  rows: ReadonlyArray<ChartRow>,
+  rows: ReadonlyArray<Row>,
   workloads: ReadonlyArray<string>,
   context: { readonly machine: string; readonly node: string; readonly effect: string }
 ): string => {
