@@ -55,11 +55,17 @@ const units: Record<string, string> = {
 
 const log = (line: string) => process.stderr.write(`${line}\n`)
 
+/** Node's own flags for a process, and the cores it may run on (`taskset -c`). */
+interface LaunchOptions {
+  readonly nodeFlags?: ReadonlyArray<string>
+  readonly cpus?: string | undefined
+}
+
 /** Starts `bench/systems/<system>.ts` with Node's own flags, its output read line by line. */
 const launch = (
   system: string,
   args: ReadonlyArray<string>,
-  options: { readonly nodeFlags?: ReadonlyArray<string>; readonly cpus?: string | undefined } = {}
+  options: LaunchOptions = {}
 ) => {
   const command = [process.execPath, ...(options.nodeFlags ?? []), "--import", "tsx", `bench/systems/${system}.ts`, ...args]
   // taskset execs node in place, so the pid is still node's and signals reach it.
@@ -105,7 +111,7 @@ const budgetMs = (plan.warmup + plan.runs * plan.seconds) * 1000 + 60_000
 const client = async (
   system: string,
   args: ReadonlyArray<string>,
-  options: { readonly nodeFlags?: ReadonlyArray<string>; readonly cpus?: string | undefined } = {}
+  options: LaunchOptions = {}
 ) => {
   const run = launch(system, [...args, ...planArgs], options)
   try {

@@ -356,51 +356,50 @@ export class Connection {
     answer(null, "")
   }
 
-  // The address and qualified method name are only needed for errors, so they are built on those paths only.
+  /** The address and qualified method of an invocation: only errors need them, so only error paths build them. */
+  private target(invoke: InvokeMessage): { readonly address: string; readonly method: string } {
+    return { address: this.endpointAddress(invoke.endpointId), method: qualify(invoke.gateway, invoke.method) }
+  }
+
+  /** Answers an ask that cannot be delivered with `error`; a tell has nobody to answer. */
+  private reject(invoke: InvokeMessage, error: RpcCallError): void {
+    if (invoke._tag === "Ask") this.sendReply(invoke, undefined, Exit.fail(error))
+  }
 
   private onInvoke(invoke: InvokeMessage): void {
     const isAsk = invoke._tag === "Ask"
     const runtime = this.host.lookup(invoke.endpointId)
     if (runtime === undefined) {
-      if (isAsk) {
-        this.sendReply(invoke, undefined, Exit.fail(
-          new RecipientUnreachableError({
-            address: this.endpointAddress(invoke.endpointId),
-            method: qualify(invoke.gateway, invoke.method),
-            reason: "no endpoint with this id runs on the service (it has terminated, or never existed)"
-          })
-        ))
-      }
-      return
+      return this.reject(
+        invoke,
+        new RecipientUnreachableError({
+          ...this.target(invoke),
+          reason: "no endpoint with this id runs on the service (it has terminated, or never existed)"
+        })
+      )
     }
     const spec = runtime.served.get(invoke.gateway)?.methods[invoke.method] as RpcGateway.Method | undefined
     if (spec === undefined || (spec.kind === "tell") !== !isAsk) {
-      if (isAsk) {
-        const method = qualify(invoke.gateway, invoke.method)
-        this.sendReply(invoke, undefined, Exit.fail(
-          new RemoteDefectError({
-            address: this.endpointAddress(invoke.endpointId),
-            method,
-            defect: `the endpoint does not serve ${method} as an ${invoke._tag.toLowerCase()}`
-          })
-        ))
-      }
-      return
+      const target = this.target(invoke)
+      return this.reject(
+        invoke,
+        new RemoteDefectError({
+          ...target,
+          defect: `the endpoint does not serve ${target.method} as an ${invoke._tag.toLowerCase()}`
+        })
+      )
     }
     const payload = Wire.decodeValue(spec.payload, invoke.payload)
     if (Result.isFailure(payload)) {
-      if (isAsk) {
-        this.sendReply(invoke, undefined, Exit.fail(
-          new RpcSerializationError({
-            address: this.endpointAddress(invoke.endpointId),
-            method: qualify(invoke.gateway, invoke.method),
-            direction: "request",
-            operation: "decode",
-            detail: payload.failure
-          })
-        ))
-      }
-      return
+      return this.reject(
+        invoke,
+        new RpcSerializationError({
+          ...this.target(invoke),
+          direction: "request",
+          operation: "decode",
+          detail: payload.failure
+        })
+      )
     }
     const token = invoke.token === undefined ? NoToken : runtime.decodeToken(invoke.token.value)
     runtime.invoke({
@@ -439,8 +438,7 @@ export class Connection {
         : this.errorReply(
           invoke,
           new RemoteDefectError({
-            address: this.endpointAddress(invoke.endpointId),
-            method: qualify(invoke.gateway, invoke.method),
+            ...this.target(invoke),
             defect: `the handler failed with ${describe(failure)}, which its failure Schema does not describe`
           })
         )
@@ -449,13 +447,7 @@ export class Connection {
     if (frame.size > limit) {
       frame = this.errorReply(
         invoke,
-        new FrameTooLargeError({
-          address: this.endpointAddress(invoke.endpointId),
-          method: qualify(invoke.gateway, invoke.method),
-          direction: "response",
-          size: frame.size,
-          limit
-        })
+        new FrameTooLargeError({ ...this.target(invoke), direction: "response", size: frame.size, limit })
       )
     }
     this.push(frame)
@@ -463,8 +455,7 @@ export class Connection {
 
   private cannotEncodeResponse(invoke: InvokeMessage, detail: string): RpcSerializationError {
     return new RpcSerializationError({
-      address: this.endpointAddress(invoke.endpointId),
-      method: qualify(invoke.gateway, invoke.method),
+      ...this.target(invoke),
       direction: "response",
       operation: "encode",
       detail

@@ -132,7 +132,8 @@ export class EndpointRuntime {
   private handlers: Record<string, (payload: unknown) => Effect.Effect<unknown, unknown>> = {}
   private onStart: Effect.Effect<void, unknown> | undefined
   private onStop: Effect.Effect<unknown, unknown> | undefined
-  private token: Option.Option<unknown>
+  /** The current fencing token (None for unfenced endpoints, or while unset); set on the main thread only. */
+  token: Option.Option<unknown>
   private readonly shared: Shared
   private scopeOrUndefined: Scope.Closeable | undefined = undefined
   private addressOrUndefined: string | undefined = undefined
@@ -490,14 +491,6 @@ export class EndpointRuntime {
       )
     })
   }
-
-  get fencingTokenOption(): Option.Option<unknown> {
-    return this.token
-  }
-
-  set fencingTokenOption(token: Option.Option<unknown>) {
-    this.token = token
-  }
 }
 
 /**
@@ -557,14 +550,14 @@ class MainThreadImpl implements RpcEndpoint.MainThread<any, any> {
   }
 
   get fencingToken(): Effect.Effect<Option.Option<unknown>> {
-    return Effect.sync(() => this.runtime.fencingTokenOption)
+    return Effect.sync(() => this.runtime.token)
   }
 
   setFencingToken(token: unknown): Effect.Effect<void> {
     return Effect.andThen(
       this.validateRunsInMainThread,
       Effect.sync(() => {
-        this.runtime.fencingTokenOption = Option.some(token)
+        this.runtime.token = Option.some(token)
       })
     )
   }

@@ -32,6 +32,7 @@ import type { Connection } from "./connection.js"
 import type { Transport } from "./transport.js"
 
 const services = new Map<string, LocalService>()
+let nextServiceNumber = 0
 
 const endpointContexts = new WeakMap<Context.Context<never>, Context.Context<never>>()
 
@@ -92,7 +93,6 @@ class ServerHandle implements RpcServer<ReadonlyArray<RpcGateway.Any>, unknown, 
     return this.runtime.main.fencingToken
   }
 }
-let nextServiceNumber = 0
 
 /** A fresh service name that no live service of this process uses. */
 export const freshName = (): string => {
