@@ -117,7 +117,7 @@ export class Connection {
   closedBecause: OpenFailure | undefined
   private nextId = 1
   private readonly pending = new Map<number, PendingAsk | PendingConnect>()
-  private outbound: Array<Buffer> = []
+  private outbound: Array<Uint8Array> = []
   private wakeWriter: (() => void) | undefined
   private wakeScheduled = false
   private lastHeard = 0
@@ -149,6 +149,7 @@ export class Connection {
 
   private push(frame: Wire.OutFrame): void {
     this.outbound.push(frame.bytes)
+    if (frame.tail !== undefined) this.outbound.push(frame.tail)
     if (!this.wakeScheduled) {
       // Waking the writer at once would write each frame on its own; waking it once the current turn is over
       // sends everything queued in that turn in one write.
@@ -651,18 +652,34 @@ export class Connection {
   }
 }
 
-/** Up to this many bytes of queued frames are copied into one buffer, so that they cost one write of one chunk. */
+/** Up to this many bytes of small queued chunks are copied into one buffer, so that they cost one write. */
 const COALESCE_BYTES = 256 * 1024
 
 /**
  * The chunks to write for a batch of frames. Every chunk costs a pass through Node's stream machinery, which for
- * small frames costs more than copying them, so a batch of small frames becomes one buffer; large ones go as they are.
+ * small chunks costs more than copying them, so each run of small chunks becomes one buffer; large values (a
+ * frame's tail) go as they are.
  */
-const coalesce = (frames: Array<Buffer>): [Buffer, ...Array<Buffer>] => {
-  if (frames.length === 1) return frames as [Buffer]
-  let total = 0
-  for (const frame of frames) total += frame.length
-  return total <= COALESCE_BYTES ? [Buffer.concat(frames, total)] : frames as [Buffer, ...Array<Buffer>]
+export const coalesce = (chunks: Array<Uint8Array>): [Uint8Array, ...Array<Uint8Array>] => {
+  if (chunks.length === 1) return chunks as [Uint8Array]
+  const out: Array<Uint8Array> = []
+  let run: Array<Uint8Array> = []
+  let runBytes = 0
+  for (const chunk of chunks) {
+    if (chunk.length >= Wire.TAIL_BYTES || runBytes + chunk.length > COALESCE_BYTES) {
+      if (run.length > 0) out.push(run.length === 1 ? run[0]! : Buffer.concat(run, runBytes))
+      run = []
+      runBytes = 0
+    }
+    if (chunk.length >= Wire.TAIL_BYTES) {
+      out.push(chunk)
+    } else {
+      run.push(chunk)
+      runBytes += chunk.length
+    }
+  }
+  if (run.length > 0) out.push(run.length === 1 ? run[0]! : Buffer.concat(run, runBytes))
+  return out as [Uint8Array, ...Array<Uint8Array>]
 }
 
 const isReason = Schema.is(ConnectionFailureReason)
