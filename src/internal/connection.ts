@@ -1,19 +1,23 @@
 /**
  * One connection between two services: it multiplexes every endpoint and call in both directions over one
- * socket. The reader fiber decodes frames and dispatches them synchronously, so calls from one sender reach the
- * endpoint's mailbox in the order they were sent; the writer fiber sends every frame queued since its last turn
- * in one write; the heartbeat fiber declares the peer dead when it has been silent for the configured pause.
- * Closing a connection, for whatever reason, fails each call in flight on it at once.
+ * socket. Each chunk the socket reads is decoded and dispatched synchronously in the socket's own callback, so
+ * calls from one sender reach the endpoint's mailbox in the order they were sent; every frame queued in one turn
+ * of the event loop goes out in one corked write at the end of that turn; the heartbeat fiber declares the peer
+ * dead when it has been silent for the configured pause. Closing a connection, for whatever reason, fails each
+ * call in flight on it at once.
+ *
+ * The socket is used through Node's own stream interface rather than Effect's `Socket`: its pull and its writer
+ * each cost a fiber resumption per read and per write, which was a quarter of the JavaScript time of a small
+ * remote ask (docs/PERFORMANCE.md).
  */
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as Fiber from "effect/Fiber"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
-import type * as Socket from "effect/socket/Socket"
+import type { Duplex } from "node:stream"
 import * as RpcAddress from "../RpcAddress.js"
 import type { RpcConfig } from "../RpcConfig.js"
 import {
@@ -118,9 +122,13 @@ export class Connection {
   private nextId = 1
   private readonly pending = new Map<number, PendingAsk | PendingConnect>()
   private outbound: Array<Uint8Array> = []
-  private wakeWriter: (() => void) | undefined
-  private wakeScheduled = false
+  private stream: Duplex | undefined
+  private flushScheduled = false
+  /** The stream's buffer is full: write again on its `drain`. */
+  private draining = false
   private lastHeard = 0
+  /** A protocol error seen in a socket callback, logged by the connection's fiber. */
+  private warning: string | undefined
   private readonly decoder: Frame.FrameDecoder
   /** Completes when both hellos are through; fails with why the connection could not be opened. */
   readonly opened = Deferred.makeUnsafe<void, OpenFailure>()
@@ -150,21 +158,42 @@ export class Connection {
   private push(frame: Wire.OutFrame): void {
     this.outbound.push(frame.bytes)
     if (frame.tail !== undefined) this.outbound.push(frame.tail)
-    if (!this.wakeScheduled) {
-      // Waking the writer at once would write each frame on its own; waking it once the current turn is over
-      // sends everything queued in that turn in one write.
-      this.wakeScheduled = true
-      queueMicrotask(this.wake)
+    if (!this.flushScheduled) {
+      // Writing at once would write each frame on its own; writing once the current turn is over sends everything
+      // queued in that turn in one write.
+      this.flushScheduled = true
+      queueMicrotask(this.flush)
     }
   }
 
-  private readonly wake = (): void => {
-    this.wakeScheduled = false
-    const wake = this.wakeWriter
-    if (wake !== undefined) {
-      this.wakeWriter = undefined
-      wake()
+  private readonly flush = (): void => {
+    this.flushScheduled = false
+    const stream = this.stream
+    if (stream === undefined || this.draining || this.outbound.length === 0) return
+    if (!stream.writable) {
+      this.outbound = []
+      return
     }
+    const batch = coalesce(this.outbound)
+    this.outbound = []
+    let ok: boolean
+    if (batch.length === 1) {
+      ok = stream.write(batch[0])
+    } else {
+      ok = true
+      stream.cork()
+      for (const chunk of batch) ok = stream.write(chunk) && ok
+      stream.uncork()
+    }
+    if (!ok) {
+      this.draining = true
+      stream.once("drain", this.drained)
+    }
+  }
+
+  private readonly drained = (): void => {
+    this.draining = false
+    this.flush()
   }
 
   private takeId(): number {
@@ -526,7 +555,7 @@ export class Connection {
       } else entry.resume(because)
     }
     this.host.unregister(this)
-    this.wake()
+    this.flush()
     Deferred.doneUnsafe(this.closed, Exit.void)
   }
 
@@ -535,87 +564,72 @@ export class Connection {
   // ---------------------------------------------------------------------------------------------------------------
 
   /**
-   * Runs the connection over `socket` until it closes. `classify` turns a failure to open the socket (or the
-   * peer hanging up before its hello) into the reason a connect fails with.
+   * Runs the connection over `stream` (an open TCP or TLS socket) until it closes. `classify` turns the peer
+   * hanging up or failing before its hello into the reason a connect fails with.
    */
-  run(socket: Socket.Socket, classify: (error: unknown) => OpenFailure): Effect.Effect<void> {
+  run(stream: Duplex, classify: (error: unknown) => OpenFailure): Effect.Effect<void> {
     const self = this
-    return Effect.scoped(Effect.gen(function*() {
-      const reader = yield* Effect.result(socket.reader)
-      if (Result.isFailure(reader)) {
-        self.close(classify(reader.failure), false)
-        return
+    return Clock.clockWith((clock) => {
+      // `error` is absent when the peer simply hung up.
+      const lost = (error?: unknown) => {
+        if (self.state === "closed") return
+        const detail = error === undefined ? "the peer hung up" : `the peer hung up (${describe(error)})`
+        self.close(self.peer === undefined ? classify(error ?? new Error(detail)) : { reason: "Unreachable", detail }, false)
       }
-      const writer = yield* socket.writer
-      const writing = yield* Effect.forkScoped(self.writeLoop(writer))
-      yield* Effect.forkScoped(self.heartbeatLoop)
-      const reading = yield* Effect.forkScoped(self.readLoop(reader.success.pull, classify))
-      yield* Deferred.await(self.closed)
-      yield* Fiber.interrupt(reading)
-      // Let the writer flush what is queued (a reply, the close frame), but do not wait on a stuck peer.
-      yield* Fiber.await(writing).pipe(Effect.timeoutOption(Duration.seconds(1)))
-    }))
-  }
-
-  private readLoop(
-    pull: Effect.Effect<ReadonlyArray<Uint8Array | string>, Socket.SocketError>,
-    classify: (error: unknown) => OpenFailure
-  ): Effect.Effect<void> {
-    const self = this
-    return Clock.clockWith((clock) =>
-      Effect.gen(function*() {
+      const onData = (chunk: Uint8Array | string): void => {
+        if (self.state === "closed") return
         self.lastHeard = clock.currentTimeMillisUnsafe()
-        while (self.state !== "closed") {
-          const chunks = yield* Effect.result(pull)
-          if (Result.isFailure(chunks)) {
-            self.close(
-              self.peer === undefined
-                ? classify(chunks.failure)
-                : { reason: "Unreachable", detail: `the peer hung up (${describe(chunks.failure.reason)})` },
-              false
-            )
-            return
-          }
-          self.lastHeard = clock.currentTimeMillisUnsafe()
-          for (const chunk of chunks.success) {
-            const bytes = typeof chunk === "string" ? new TextEncoder().encode(chunk) : chunk
-            const error = self.decoder.push(bytes, self.onFrame)
-            if (error !== undefined) {
-              yield* Effect.logWarning(`Closing the connection with ${self.peerLabel}: ${error.detail}`).pipe(
-                Effect.annotateLogs({ service: self.host.serviceName })
-              )
-              self.protocolError(error.detail)
-            }
-            if ((self.state as State) === "closed") return
-          }
-        }
-      })
-    )
-  }
-
-  private writeLoop(writer: Socket.Writer): Effect.Effect<void> {
-    const self = this
-    const parked = Effect.callback<void>((resume) => {
-      self.wakeWriter = () => resume(Effect.void)
-      return Effect.sync(() => {
-        self.wakeWriter = undefined
-      })
-    })
-    return Effect.gen(function*() {
-      while (true) {
-        if (self.outbound.length === 0) {
-          if (self.state === "closed") return
-          yield* parked
-          continue
-        }
-        const batch = coalesce(self.outbound)
-        self.outbound = []
-        const written = yield* Effect.result(writer.writeAll(batch))
-        if (Result.isFailure(written)) {
-          self.close({ reason: "Unreachable", detail: `writing failed (${describe(written.failure.reason)})` }, false)
-          return
+        const bytes = typeof chunk === "string" ? Buffer.from(chunk) : chunk
+        const error = self.decoder.push(bytes, self.onFrame)
+        if (error !== undefined) {
+          self.warning = error.detail
+          self.protocolError(error.detail)
         }
       }
+      const onEnd = () => lost()
+      const attach = Effect.sync(() => {
+        self.stream = stream
+        self.lastHeard = clock.currentTimeMillisUnsafe()
+        stream.on("data", onData)
+        stream.on("end", onEnd)
+        stream.on("error", lost)
+        stream.on("close", onEnd)
+        // The listener pauses what it accepts until a handler reads; frames queued before now (the hello) go out.
+        stream.resume()
+        self.flush()
+      })
+      const detach = Effect.sync(() => {
+        stream.off("data", onData)
+        stream.off("end", onEnd)
+        stream.off("close", onEnd)
+        stream.off("drain", self.drained)
+        // Errors after this point have nobody to tell; without a listener Node would throw them.
+        stream.off("error", lost)
+        stream.on("error", ignore)
+        stream.destroy()
+      })
+      return Effect.scoped(Effect.gen(function*() {
+        yield* Effect.acquireRelease(attach, () => detach)
+        yield* Effect.forkScoped(self.heartbeatLoop)
+        yield* Deferred.await(self.closed)
+        if (self.warning !== undefined) {
+          yield* Effect.logWarning(`Closing the connection with ${self.peerLabel}: ${self.warning}`).pipe(
+            Effect.annotateLogs({ service: self.host.serviceName })
+          )
+        }
+        // Let what is queued (a reply, the close frame) reach the peer, but do not wait on a stuck peer.
+        stream.end()
+        yield* Effect.callback<void>((resume) => {
+          if (stream.writableFinished || stream.destroyed) return resume(Effect.void)
+          const done = () => resume(Effect.void)
+          stream.once("finish", done)
+          stream.once("close", done)
+          return Effect.sync(() => {
+            stream.off("finish", done)
+            stream.off("close", done)
+          })
+        }).pipe(Effect.timeoutOption(Duration.seconds(1)))
+      }))
     })
   }
 
@@ -681,6 +695,8 @@ export const coalesce = (chunks: Array<Uint8Array>): [Uint8Array, ...Array<Uint8
   if (run.length > 0) out.push(run.length === 1 ? run[0]! : Buffer.concat(run, runBytes))
   return out as [Uint8Array, ...Array<Uint8Array>]
 }
+
+const ignore = () => {}
 
 const isReason = Schema.is(ConnectionFailureReason)
 

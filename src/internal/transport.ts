@@ -13,12 +13,10 @@ import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Result from "effect/Result"
 import * as Scope from "effect/Scope"
-import type * as Socket from "effect/socket/Socket"
 import type * as SocketServer from "effect/socket/SocketServer"
 import { randomUUID } from "node:crypto"
 import { readFileSync } from "node:fs"
-import { isIP } from "node:net"
-import type * as Net from "node:net"
+import * as Net from "node:net"
 import * as Tls from "node:tls"
 import * as RpcAddress from "../RpcAddress.js"
 import type { RpcConfig } from "../RpcConfig.js"
@@ -66,14 +64,13 @@ export const loadPem = (what: string, value: string | undefined): Result.Result<
 }
 
 const codeOf = (error: unknown): string => {
-  const reason = (error as { reason?: { cause?: { code?: unknown } } } | undefined)?.reason
-  const code = reason?.cause?.code ?? (error as { code?: unknown } | undefined)?.code
+  const code = (error as { code?: unknown } | undefined)?.code
   return typeof code === "string" ? code : ""
 }
 
-const causeMessage = (error: unknown): string => {
-  const reason = (error as { reason?: { cause?: unknown } } | undefined)?.reason
-  return describe(reason?.cause ?? reason ?? error)
+/** A dial that did not connect within `RpcConfig.connectTimeout`. */
+class DialTimeout {
+  readonly _tag = "DialTimeout"
 }
 
 const isTlsFailure = (code: string) =>
@@ -133,7 +130,10 @@ export class Transport {
     this.connections.set(authority, connection)
     const { host, port } = Result.getOrThrow(RpcAddress.parseHostPort(authority))
     const classify = (error: unknown) => this.classifyDialFailure(authority, host, error)
-    const run = Effect.flatMap(this.openSocket(host, port), (socket) => connection.run(socket, classify))
+    const run = Effect.matchEffect(this.dial(host, port), {
+      onFailure: (error) => Effect.sync(() => connection.close(classify(error), false)),
+      onSuccess: (socket) => connection.run(socket, classify)
+    })
     Fiber.runIn(Effect.runFork(this.supervise(connection, run)), this.scope)
     return connection
   }
@@ -152,20 +152,38 @@ export class Transport {
     )
   }
 
-  private openSocket(host: string, port: number): Effect.Effect<Socket.Socket> {
-    const openTimeout = this.host.config.connectTimeout
+  /** Dials `host:port`: the socket once it is connected (for TLS, once the handshake is through). */
+  private dial(host: string, port: number): Effect.Effect<Net.Socket, unknown> {
     const tls = this.tls
-    if (tls === undefined) return NodeSocket.makeNet({ host, port, openTimeout, noDelay: true })
+    const open = Effect.callback<Net.Socket, unknown>((resume) => {
+      const socket = tls === undefined ? Net.connect({ host, port, noDelay: true }) : this.dialTls(host, port, tls)
+      const onError = (error: Error) => {
+        socket.destroy()
+        resume(Effect.fail(error))
+      }
+      socket.once(tls === undefined ? "connect" : "secureConnect", () => {
+        socket.off("error", onError)
+        resume(Effect.succeed(socket))
+      })
+      socket.once("error", onError)
+      return Effect.sync(() => socket.destroy())
+    })
+    return Effect.timeoutOrElse(open, {
+      duration: this.host.config.connectTimeout,
+      orElse: () => Effect.fail(new DialTimeout())
+    })
+  }
+
+  private dialTls(host: string, port: number, tls: TlsSettings): Tls.TLSSocket {
     const pinned = tls.pinnedFingerprints
-    return NodeSocket.makeTls({
+    const socket = Tls.connect({
       host,
       port,
-      openTimeout,
       key: tls.key,
       cert: tls.cert,
       ca: tls.ca,
       // Node refuses an IP address as SNI server name; the certificate is still checked against the host.
-      ...(isIP(host) === 0 ? { servername: host } : {}),
+      ...(Net.isIP(host) === 0 ? { servername: host } : {}),
       checkServerIdentity: (hostname, cert) => {
         const mismatch = Tls.checkServerIdentity(hostname, cert)
         if (mismatch !== undefined) return mismatch
@@ -178,12 +196,13 @@ export class Transport {
         return undefined
       }
     })
+    socket.setNoDelay(true)
+    return socket
   }
 
   private classifyDialFailure(authority: string, host: string, error: unknown): OpenFailure {
     const code = codeOf(error)
-    const reason = (error as { reason?: { _tag?: string; kind?: string } } | undefined)?.reason
-    if (reason?._tag === "SocketOpenError" && reason.kind === "Timeout") {
+    if (error instanceof DialTimeout) {
       return {
         reason: "Unreachable",
         detail: `no connection to ${authority} within ${Duration.format(this.host.config.connectTimeout)}`
@@ -202,17 +221,17 @@ export class Transport {
         }
     }
     if (isTlsFailure(code)) {
-      return { reason: "Untrusted", detail: `the peer at ${authority} is not trusted: ${causeMessage(error)}` }
+      return { reason: "Untrusted", detail: `the peer at ${authority} is not trusted: ${describe(error)}` }
     }
     if (this.tls !== undefined) {
       // TLS 1.3 clients learn that the server refused their certificate only when the server hangs up.
       return {
         reason: "Untrusted",
-        detail: `the peer at ${authority} closed the TLS connection before its hello (${causeMessage(error)}): ` +
+        detail: `the peer at ${authority} closed the TLS connection before its hello (${describe(error)}): ` +
           `it does not trust this service's certificate, or requires one`
       }
     }
-    return { reason: "Unreachable", detail: `cannot connect to ${authority}: ${causeMessage(error)}` }
+    return { reason: "Unreachable", detail: `cannot connect to ${authority}: ${describe(error)}` }
   }
 
   /** Accepts connections on `server` until the transport closes. */
@@ -220,7 +239,8 @@ export class Transport {
     return Effect.asVoid(Effect.forkIn(
       Effect.catchCause(
         server.run((socket) =>
-          Effect.flatMap(Effect.serviceOption(NodeSocket.NetSocket), (raw) => this.accept(socket, raw))
+          Effect.flatMap(Effect.serviceOption(NodeSocket.NetSocket), (raw) =>
+            Option.isSome(raw) ? this.accept(raw.value) : Effect.die("the socket server gave no Node socket"))
         ),
         (cause) => Effect.logError("The RpcService listener failed", cause)
       ),
@@ -228,14 +248,14 @@ export class Transport {
     ))
   }
 
-  private accept(socket: Socket.Socket, raw: Option.Option<Net.Socket>): Effect.Effect<void> {
-    if (this.closing) return Effect.void
-    const label = Option.match(raw, {
-      onNone: () => "an unknown peer",
-      onSome: (net) => RpcAddress.formatHostPort(net.remoteAddress ?? "?", net.remotePort ?? 0)
-    })
+  private accept(socket: Net.Socket): Effect.Effect<void> {
+    if (this.closing) {
+      socket.destroy()
+      return Effect.void
+    }
+    const label = RpcAddress.formatHostPort(socket.remoteAddress ?? "?", socket.remotePort ?? 0)
     const connection = new Connection(this.connectionHost, label, "inbound")
-    const untrusted = Option.isSome(raw) ? this.untrustedPeer(raw.value) : undefined
+    const untrusted = this.untrustedPeer(socket)
     if (untrusted !== undefined) connection.close({ reason: "Untrusted", detail: untrusted }, true)
     return this.supervise(
       connection,
@@ -296,9 +316,9 @@ export const make = (
             Scope.provide(child),
             Effect.onError(() => Scope.close(child, Exit.void)),
             Effect.mapError((error): Ports.Attempt<RpcBindError> =>
-              codeOf({ reason: error.reason }) === "EADDRINUSE"
+              codeOf(error.reason.cause) === "EADDRINUSE"
                 ? { _tag: "Taken" }
-                : { _tag: "Failed", error: bindError(causeMessage({ reason: error.reason })) }
+                : { _tag: "Failed", error: bindError(describe(error.reason.cause)) }
             )
           )
       })

@@ -4,7 +4,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Schema } from "effect"
-import * as Socket from "effect/socket/Socket"
+import { Duplex } from "node:stream"
 import { RpcConfig, RpcError, RpcGateway } from "effect-actor-rpc"
 import { Connection, type ConnectionHost } from "../../src/internal/connection.js"
 import { NoToken } from "../../src/internal/endpoint.js"
@@ -25,24 +25,40 @@ const host: ConnectionHost = {
   unregister: () => {}
 }
 
-/** A socket that never receives anything and records, for each write, how many frames it carried. */
-const recordingSocket = () => {
+/**
+ * A socket that receives only what the test pushes and records, for each write, how many frames it carried. With
+ * `hold`, a write completes only when the test calls `release`, so the socket's buffer fills up.
+ */
+const recordingSocket = (options?: { readonly hold: boolean }) => {
   const batches: Array<number> = []
-  const countFrames = (chunks: ReadonlyArray<Uint8Array | string>) => {
+  const held: Array<() => void> = []
+  const countFrames = (chunks: ReadonlyArray<Uint8Array>) => {
     const decoder = new Frame.FrameDecoder(1 << 20)
     let frames = 0
-    for (const chunk of chunks) decoder.push(chunk as Uint8Array, () => void frames++)
+    for (const chunk of chunks) decoder.push(chunk, () => void frames++)
     return frames
   }
-  const socket = Socket.make({
-    reader: Effect.succeed({ pull: Effect.never, upgrade: () => Effect.void }),
-    writer: Effect.succeed({
-      write: (chunk) => Effect.sync(() => void batches.push(countFrames([chunk as Uint8Array]))),
-      writeAll: (chunks) => Effect.sync(() => void batches.push(countFrames(chunks)))
-    })
+  const done = (callback: () => void) => options?.hold ? held.push(callback) : callback()
+  const socket = new Duplex({
+    writableHighWaterMark: 1,
+    read() {},
+    write(chunk: Buffer, _encoding, callback) {
+      batches.push(countFrames([chunk]))
+      done(callback)
+    },
+    writev(chunks, callback) {
+      batches.push(countFrames(chunks.map((c) => c.chunk as Buffer)))
+      done(callback)
+    }
   })
-  return { batches, socket }
+  const release = () => held.splice(0).forEach((callback) => callback())
+  return { batches, socket, release }
 }
+
+const chunksOf = (frame: Wire.OutFrame) => frame.tail === undefined ? [frame.bytes] : [frame.bytes, frame.tail]
+
+const failureOf = (exit: Exit.Exit<unknown, unknown>) =>
+  Exit.isFailure(exit) && exit.cause.reasons[0]?._tag === "Fail" ? exit.cause.reasons[0].error : undefined
 
 const call = (n: number) => ({
   address: "rpc://127.0.0.1:1/x",
@@ -53,19 +69,23 @@ const call = (n: number) => ({
   token: NoToken
 })
 
+const askOn = (connection: Connection) => (outbound: ReturnType<typeof call>) =>
+  Effect.callback<unknown, unknown>((resume) => {
+    const forget = connection.ask(outbound, resume)
+    return forget === undefined ? undefined : Effect.sync(forget)
+  })
+
+const noClassify = () => ({ reason: "Unreachable" as const, detail: "" })
+
 describe("Connection", () => {
   it.effect("frames queued in one turn go out in one write, however many calls are in flight", () =>
     Effect.gen(function*() {
       const { batches, socket } = recordingSocket()
       const connection = new Connection(host, "127.0.0.1:1", "outbound")
-      const running = yield* Effect.forkChild(connection.run(socket, () => ({ reason: "Unreachable", detail: "" })))
+      const running = yield* Effect.forkChild(connection.run(socket, noClassify))
       yield* settle
       assert.deepStrictEqual(batches, [1], "the hello")
-      const ask = (outbound: ReturnType<typeof call>) =>
-        Effect.callback<unknown, unknown>((resume) => {
-          const forget = connection.ask(outbound, resume)
-          return forget === undefined ? undefined : Effect.sync(forget)
-        })
+      const ask = askOn(connection)
       const asks = []
       for (let i = 0; i < 200; i++) asks.push(yield* Effect.forkChild(ask(call(i)), { startImmediately: true }))
       yield* settle
@@ -73,7 +93,7 @@ describe("Connection", () => {
       connection.close({ reason: "Unreachable", detail: "test over" }, false)
       const exits = yield* Effect.forEach(asks, Fiber.await)
       for (const exit of exits) {
-        const error = Exit.isFailure(exit) && exit.cause.reasons[0]?._tag === "Fail" ? exit.cause.reasons[0].error : undefined
+        const error = failureOf(exit)
         assert.instanceOf(error, RpcError.RecipientUnreachableError)
         assert.include((error as RpcError.RecipientUnreachableError).reason, "test over")
       }
@@ -84,8 +104,8 @@ describe("Connection", () => {
     Effect.gen(function*() {
       const { batches, socket } = recordingSocket()
       const connection = new Connection(host, "127.0.0.1:1", "inbound")
-      const running = yield* Effect.forkChild(connection.run(socket, () => ({ reason: "Unreachable", detail: "" })))
-      const feed = (frame: Wire.OutFrame) => (connection as unknown as { onFrame: (body: Uint8Array) => void }).onFrame(frame.bytes.subarray(Frame.HEADER_BYTES))
+      const running = yield* Effect.forkChild(connection.run(socket, noClassify))
+      const feed = (frame: Wire.OutFrame) => socket.push(Buffer.concat(chunksOf(frame)))
       feed(Wire.hello("peer", "peer", null, 1024))
       yield* settle
       assert.deepStrictEqual(batches, [1], "our hello, in answer to the peer's")
@@ -97,5 +117,52 @@ describe("Connection", () => {
       assert.deepStrictEqual(batches, [1, 1])
       connection.close({ reason: "Unreachable", detail: "test over" }, false)
       yield* Fiber.join(running)
+    }))
+
+  it.effect("when the socket's buffer is full, frames wait for its drain and then go out together", () =>
+    Effect.gen(function*() {
+      const { batches, socket, release } = recordingSocket({ hold: true })
+      const connection = new Connection(host, "127.0.0.1:1", "outbound")
+      const running = yield* Effect.forkChild(connection.run(socket, noClassify))
+      yield* settle
+      assert.deepStrictEqual(batches, [1], "the hello, not yet written out")
+      const ask = askOn(connection)
+      for (let i = 0; i < 3; i++) yield* Effect.forkChild(ask(call(i)), { startImmediately: true })
+      yield* settle
+      assert.deepStrictEqual(batches, [1], "nothing more while the hello is held")
+      release()
+      yield* settle
+      assert.deepStrictEqual(batches, [1, 3], "the three asks in one write after the drain")
+      connection.close({ reason: "Unreachable", detail: "test over" }, false)
+      release()
+      yield* Fiber.join(running)
+    }))
+
+  it.effect("a peer that hangs up fails the asks in flight and ends the run", () =>
+    Effect.gen(function*() {
+      const { socket } = recordingSocket()
+      const connection = new Connection(host, "127.0.0.1:1", "outbound")
+      const running = yield* Effect.forkChild(connection.run(socket, noClassify))
+      socket.push(Buffer.concat(chunksOf(Wire.hello("peer", "peer", null, 1024))))
+      yield* settle
+      assert.strictEqual(connection.state, "open")
+      const asking = yield* Effect.forkChild(askOn(connection)(call(1)), { startImmediately: true })
+      socket.push(null)
+      const error = failureOf(yield* Fiber.await(asking))
+      assert.instanceOf(error, RpcError.RecipientUnreachableError)
+      assert.include((error as RpcError.RecipientUnreachableError).reason, "the peer hung up")
+      yield* Fiber.join(running)
+      assert.isTrue(socket.destroyed, "the socket is released")
+    }))
+
+  it.effect("bytes that cannot be framed close the connection", () =>
+    Effect.gen(function*() {
+      const { socket } = recordingSocket()
+      const connection = new Connection(host, "127.0.0.1:1", "inbound")
+      const running = yield* Effect.forkChild(connection.run(socket, noClassify))
+      socket.push(Buffer.from([0, 0, 0, 0]))
+      yield* Fiber.join(running)
+      assert.strictEqual(connection.closedBecause?.reason, "Unreachable")
+      assert.include(connection.closedBecause?.detail, "a frame with an empty body")
     }))
 })
