@@ -24,12 +24,13 @@ export interface Port {
     token: unknown,
     resume: Resume
   ) => (() => void) | undefined
+  /** Sends a tell at once; returns the error to fail with when it cannot be sent. */
   readonly tell: (
     gateway: RpcGateway.Any,
     method: string,
     payload: unknown,
     token: unknown
-  ) => Effect.Effect<void, unknown>
+  ) => unknown
 }
 
 /** The service a client belongs to, as far as the client needs it. */
@@ -89,7 +90,11 @@ export const make = <G extends RpcGateway.Any>(
     const qualified = `${gateway.name}.${name}`
     if (method.kind === "tell") {
       client[name] = (payload: unknown) =>
-        Effect.suspend(() => origin.isStopped() ? stopped(name) : port.tell(gateway, name, payload, token()))
+        Effect.suspend(() => {
+          if (origin.isStopped()) return stopped(name)
+          const error = port.tell(gateway, name, payload, token())
+          return error === undefined ? Effect.void : Effect.fail(error)
+        })
       continue
     }
     const methodTimeout = method.timeout

@@ -281,18 +281,16 @@ export class Connection {
     return () => this.pending.delete(id)
   }
 
-  /** Sends a tell; fails only when it cannot be sent. */
-  tell(call: OutboundCall): Effect.Effect<void, unknown> {
-    return Effect.suspend((): Effect.Effect<void, unknown> => {
-      if (this.state === "closed") {
-        const method = qualify(call.gateway.name, call.method)
-        return Effect.fail(new RecipientUnreachableError({ address: call.address, method, reason: this.lostReason() }))
-      }
-      const frame = this.encodeCall(call, true, 0)
-      if (Result.isFailure(frame)) return Effect.fail(frame.failure)
-      this.push(frame.success)
-      return Effect.void
-    })
+  /** Sends a tell; returns the error to fail with when it cannot be sent. */
+  tell(call: OutboundCall): RecipientUnreachableError | RpcSerializationError | FrameTooLargeError | undefined {
+    if (this.state === "closed") {
+      const method = qualify(call.gateway.name, call.method)
+      return new RecipientUnreachableError({ address: call.address, method, reason: this.lostReason() })
+    }
+    const frame = this.encodeCall(call, true, 0)
+    if (Result.isFailure(frame)) return frame.failure
+    this.push(frame.success)
+    return undefined
   }
 
   // ---------------------------------------------------------------------------------------------------------------

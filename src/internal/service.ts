@@ -224,10 +224,10 @@ export class LocalService implements RpcServiceShape, Host {
         runtime.invoke({ _tag: "Invoke", gateway: gateway.name, method, payload, token, resume })
         return undefined
       },
-      tell: (gateway, method, payload, token) =>
-        Effect.sync(() => {
-          runtime.invoke({ _tag: "Invoke", gateway: gateway.name, method, payload, token, resume: undefined })
-        })
+      tell: (gateway, method, payload, token) => {
+        runtime.invoke({ _tag: "Invoke", gateway: gateway.name, method, payload, token, resume: undefined })
+        return undefined
+      }
     }
   }
 
@@ -249,12 +249,11 @@ export class LocalService implements RpcServiceShape, Host {
         }
         return target.ask({ address, endpointId, gateway, method, payload, token }, resume)
       },
-      tell: (gateway, method, payload, token) =>
-        Effect.suspend(() => {
-          const target = connection(gateway, method)
-          if (target instanceof RecipientUnreachableError) return Effect.fail(target)
-          return target.tell({ address, endpointId, gateway, method, payload, token })
-        })
+      tell: (gateway, method, payload, token) => {
+        const target = connection(gateway, method)
+        if (target instanceof RecipientUnreachableError) return target
+        return target.tell({ address, endpointId, gateway, method, payload, token })
+      }
     }
   }
 
