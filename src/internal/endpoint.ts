@@ -297,47 +297,36 @@ export class EndpointRuntime {
     } catch (defect) {
       effect = Effect.die(defect)
     }
-    this.current = invocation
-    return Effect.matchCauseEffect(effect, this.afterInvoke ??= this.continuations())
+    return this.runHandler(invocation, effect)
   }
 
-  /** The invocation whose handler is running: the main thread runs one at a time. */
-  private current: Invoke | undefined = undefined
-  /** Made on the first invocation, so an endpoint that never handles a message does not hold them. */
-  private afterInvoke: Continuations | undefined = undefined
+  /** The message whose handler code is running: the main thread runs one at a time. */
+  private current: Invoke | Run | undefined = undefined
+  /** Made on the first handler run, so an endpoint that never handles a message does not hold them. */
+  private afterHandler: Continuations | undefined = undefined
+
+  /** Runs handler code on the main thread and turns its outcome (or its `later` reply) into a reply. */
+  private runHandler(message: Invoke | Run, effect: Effect.Effect<unknown, unknown>): Effect.Effect<void> {
+    this.current = message
+    return Effect.matchCauseEffect(effect, this.afterHandler ??= this.continuations())
+  }
 
   private continuations(): Continuations {
     return {
       onSuccess: (value) => {
-        const invocation = this.current!
+        const message = this.current!
         this.current = undefined
-        if (isLater(value)) return this.forkLater(qualified(invocation), value.effect, invocation.resume)
+        if (isLater(value)) return this.forkLater(callName(message), value.effect, message.resume)
         // A tell's success needs nothing, not even an Exit.
-        if (invocation.resume !== undefined) invocation.resume(Exit.succeed(value))
+        if (message.resume !== undefined) message.resume(Exit.succeed(value))
         return Effect.void
       },
       onFailure: (cause) => {
-        const invocation = this.current!
+        const message = this.current!
         this.current = undefined
-        return this.reply(qualified(invocation), Exit.failCause(cause), invocation.resume)
+        return this.reply(callName(message), Exit.failCause(cause), message.resume)
       }
     }
-  }
-
-  /** Runs handler code on the main thread and turns its outcome (or its `later` reply) into a reply. */
-  private runHandler(
-    method: string,
-    effect: Effect.Effect<unknown, unknown>,
-    resume: Resume | undefined
-  ): Effect.Effect<void> {
-    return Effect.flatMap(Effect.exit(effect), (exit) => {
-      if (Exit.isSuccess(exit)) {
-        if (isLater(exit.value)) return this.forkLater(method, exit.value.effect, resume)
-        if (resume !== undefined) resume(exit)
-        return Effect.void
-      }
-      return this.reply(method, exit, resume)
-    })
   }
 
   private reply(method: string, exit: Exit.Exit<unknown, unknown>, resume: Resume | undefined): Effect.Effect<void> {
@@ -399,11 +388,13 @@ export class EndpointRuntime {
       return Effect.flatMap(Effect.exit(run.effect), (exit) =>
         Exit.isFailure(exit) && !Cause.hasInterruptsOnly(exit.cause) ? this.logDropped("runAsync", exit.cause) : Effect.void)
     }
-    return this.runHandler("callAsync", run.effect, run.resume)
+    return this.runHandler(run, run.effect)
   }
 
-  /** `undefined` when the message may run; the rejection otherwise. */
-  /** Checks a message's token; `what` names the call in the error (an invocation's name is built only then). */
+  /**
+   * `undefined` when the message may run; the rejection otherwise. `what` names the call in the error: an
+   * invocation's name is built only then.
+   */
   private checkToken(received: unknown, what: Invoke | string): FencingTokenError | undefined {
     if (!this.fenced) return undefined
     const expected = this.token
@@ -423,16 +414,14 @@ export class EndpointRuntime {
     if (received === NoToken) {
       return new FencingTokenError({ address: this.address, method, reason: "Missing", expected: this.shared.formatToken(expected.value) })
     }
-    if (received instanceof UndecodableToken || !this.shared.tokenEquals(received, expected.value)) {
-      return new FencingTokenError({
-        address: this.address,
-        method,
-        reason: "Mismatch",
-        expected: this.shared.formatToken(expected.value),
-        received: this.shared.formatToken(received)
-      })
-    }
-    return undefined
+    // Anything else failed the match above: an undecodable token or another one.
+    return new FencingTokenError({
+      address: this.address,
+      method,
+      reason: "Mismatch",
+      expected: this.shared.formatToken(expected.value),
+      received: this.shared.formatToken(received)
+    })
   }
 
   private processStart(): Effect.Effect<void> {
@@ -603,6 +592,9 @@ class MainThreadImpl implements RpcEndpoint.MainThread<any, any> {
 }
 
 const cancelled: RpcEndpoint.ScheduledRun = { cancel: Effect.void }
+
+/** The name a message's errors and logs give it. */
+const callName = (message: Invoke | Run): string => message._tag === "Invoke" ? qualified(message) : "callAsync"
 
 interface Continuations {
   readonly onSuccess: (value: unknown) => Effect.Effect<void>

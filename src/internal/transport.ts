@@ -68,6 +68,8 @@ const codeOf = (error: unknown): string => {
   return typeof code === "string" ? code : ""
 }
 
+const ignore = () => {}
+
 /** A dial that did not connect within `RpcConfig.connectTimeout`. */
 class DialTimeout {
   readonly _tag = "DialTimeout"
@@ -162,7 +164,9 @@ export class Transport {
         resume(Effect.fail(error))
       }
       socket.once(tls === undefined ? "connect" : "secureConnect", () => {
+        // Until the connection attaches its own listener, an error must not go unheard: Node would throw it.
         socket.off("error", onError)
+        socket.on("error", ignore)
         resume(Effect.succeed(socket))
       })
       socket.once("error", onError)
