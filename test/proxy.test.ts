@@ -115,6 +115,29 @@ describe.concurrent("test proxy", () => {
       yield* eventually("forwarding resumes", () => server.text() === "abcd")
     }))
 
+  it.live("a one-way partition holds one direction only", () =>
+    Effect.gen(function*() {
+      const { client, proxy, server } = yield* relayed
+      yield* proxy.partitionOneWay("toTarget")
+      client.socket.write("up")
+      server.socket.write("down")
+      yield* eventually("the target's bytes still reach the client", () => client.text() === "down")
+      yield* Effect.sleep("200 millis")
+      assert.strictEqual(server.text(), "")
+      assert.deepStrictEqual(yield* proxy.stats, { accepted: 1, open: 1, heldBytes: 2, partitioned: true })
+      yield* proxy.heal
+      yield* eventually("the held bytes reach the target", () => server.text() === "up")
+
+      yield* proxy.partitionOneWay("toClient")
+      client.socket.write("2")
+      server.socket.write("held")
+      yield* eventually("the client's bytes still reach the target", () => server.text() === "up2")
+      yield* Effect.sleep("200 millis")
+      assert.strictEqual(client.text(), "down")
+      yield* proxy.heal
+      yield* eventually("the held bytes reach the client", () => client.text() === "downheld")
+    }))
+
   it.live("a partition holds back a hang-up until it heals", () =>
     Effect.gen(function*() {
       const { client, proxy, server } = yield* relayed
