@@ -9,11 +9,11 @@
  *
  * Detection times are logged ("chaos <scenario>: ... min/median/max") and recorded in docs/RELIABILITY.md.
  */
-import { assert, describe, it } from "@effect/vitest"
-import { Data, Deferred, Duration, Effect, Exit, Fiber, Option } from "effect"
+import { assert, layer } from "@effect/vitest"
+import { Context, Data, Deferred, Duration, Effect, Exit, Fiber, Layer, Option } from "effect"
 import { RpcConfig, RpcError, type RpcGateway, RpcService } from "effect-actor-rpc"
 import { PEER_ENDPOINT_ID, PeerGateway } from "./fixtures/peerGateway.js"
-import { type Ending, type Peer, signal, spawnPeer } from "./fixtures/peerProcess.js"
+import { type Ending, type Peer, signal, spawnPeer, spawnStandby, type Standby } from "./fixtures/peerProcess.js"
 import * as Proxy from "./fixtures/proxy.js"
 
 /** Asks held in flight when the fault strikes. */
@@ -26,6 +26,8 @@ const pauseMillis = Duration.toMillis(heartbeatPause)
 const boundMillis = pauseMillis + 1000
 // Far above anything the assertions accept, so a call that fails by timing out cannot pass for a detection.
 const askTimeout = Duration.seconds(30)
+/** Bounds a call that dials into a partition (the proxy accepts, the hello never comes back). */
+const connectTimeout = Duration.seconds(2)
 
 class ChaosError extends Data.TaggedError("ChaosError")<{ readonly message: string }> {}
 
@@ -33,7 +35,13 @@ type Gateway = RpcGateway.Client<typeof PeerGateway>
 
 /** The client side: a TCP service in this process with fast heartbeats and a long ask timeout. */
 const makeClient = RpcService.makeTcp({ host: "127.0.0.1" }).pipe(
-  Effect.provideService(RpcConfig.RpcConfig, { ...RpcConfig.defaults, heartbeatInterval, heartbeatPause, askTimeout })
+  Effect.provideService(RpcConfig.RpcConfig, {
+    ...RpcConfig.defaults,
+    heartbeatInterval,
+    heartbeatPause,
+    askTimeout,
+    connectTimeout
+  })
 )
 
 /** A client service and a gateway to `address`, both closed with the Scope. */
@@ -66,6 +74,8 @@ interface Settled<A> {
  */
 const holdMany = (gateway: Gateway) =>
   Effect.gen(function*() {
+    // A peer that an earlier scenario used may still hold calls it was never told were given up.
+    const before = yield* gateway.held()
     const fibers: Array<Fiber.Fiber<Settled<number>>> = []
     for (let i = 0; i < CALLS; i++) {
       fibers.push(
@@ -74,7 +84,7 @@ const holdMany = (gateway: Gateway) =>
         )
       )
     }
-    yield* eventually(`the peer holds all ${CALLS} asks`, Effect.map(gateway.held(), (held) => held === CALLS), 10_000)
+    yield* eventually(`the peer holds all ${CALLS} asks`, Effect.map(gateway.held(), (held) => held === before + CALLS), 10_000)
     assert.isTrue(fibers.every((fiber) => fiber.pollUnsafe() === undefined), "no held ask has settled yet")
     return fibers
   })
@@ -142,6 +152,32 @@ const assertExited = (peer: Peer, signal: NodeJS.Signals) =>
     )
   })
 
+/** The peers of the scenarios, started side by side before the first one runs and killed after the last. */
+class Peers extends Context.Service<Peers, {
+  /** SIGKILLed. */
+  readonly killed: Peer
+  /** SIGSTOPped, then resumed. */
+  readonly frozen: Peer
+  /** SIGKILLed, then replaced on its port by `successor`. */
+  readonly restarted: Peer
+  readonly successor: Standby
+  /**
+   * Behind a proxy of each scenario's own: partitioned, partitioned one way, reset. It sends heartbeat requests of
+   * its own every 100 ms and gives up on a silent client after 2 s.
+   */
+  readonly proxied: Peer
+}>()("test/chaos/Peers") {
+  static readonly layer = Layer.effect(Peers)(
+    Effect.all({
+      killed: spawnPeer("0"),
+      frozen: spawnPeer("0"),
+      restarted: spawnPeer("0"),
+      successor: spawnStandby(),
+      proxied: spawnPeer("0", { RPC_HEARTBEAT_INTERVAL: "100 millis", RPC_HEARTBEAT_PAUSE: "2 seconds" })
+    }, { concurrency: "unbounded" })
+  )
+}
+
 /** Runs `body` with a client of its own and returns what it returned, once the client's scope has closed. */
 const withClient = <A, E, R>(
   address: string,
@@ -152,10 +188,13 @@ const withClient = <A, E, R>(
     return yield* body(client, gateway)
   }))
 
-describe.concurrent("chaos", () => {
-  it.live(`SIGKILL with ${CALLS} asks in flight: all fail RecipientUnreachableError within the pause + 1 s`, () =>
+// The peers start side by side (their start-up under tsx is what loads these two cores most); the scenarios then run
+// one after another, so that no start-up and no other scenario's 1,000-call burst competes with a 500 ms heartbeat
+// pause, and each detection time measures the library, not the neighbours.
+layer(Peers.layer, { excludeTestServices: true, timeout: "60 seconds" })("chaos", (it) => {
+  it.effect(`SIGKILL with ${CALLS} asks in flight: all fail RecipientUnreachableError within the pause + 1 s`, () =>
     Effect.gen(function*() {
-      const peer = yield* spawnPeer("0")
+      const { killed: peer } = yield* Peers
       yield* withClient(peer.address, (_client, gateway) =>
         Effect.gen(function*() {
           assert.strictEqual(yield* gateway.ping(), `pong:${peer.pid}`)
@@ -167,9 +206,9 @@ describe.concurrent("chaos", () => {
         }))
     }))
 
-  it.live(`SIGSTOP with ${CALLS} asks in flight: the heartbeat fails them all within the pause + 1 s; SIGCONT: the next call succeeds`, () =>
+  it.effect(`SIGSTOP with ${CALLS} asks in flight: the heartbeat fails them all within the pause + 1 s; SIGCONT: the next call succeeds`, () =>
     Effect.gen(function*() {
-      const peer = yield* spawnPeer("0")
+      const { frozen: peer } = yield* Peers
       yield* withClient(peer.address, (_client, gateway) =>
         Effect.gen(function*() {
           const fibers = yield* holdMany(gateway)
@@ -186,18 +225,17 @@ describe.concurrent("chaos", () => {
         }))
     }))
 
-  it.live("SIGKILL, then a restart on the same port: calls in between fail fast, the next call reconnects", () =>
+  it.effect("SIGKILL, then a restart on the same port: calls in between fail fast, the next call reconnects", () =>
     Effect.gen(function*() {
-      const first = yield* spawnPeer("0")
+      const { restarted: first, successor } = yield* Peers
       yield* withClient(first.address, (_client, gateway) =>
         Effect.gen(function*() {
           assert.strictEqual(yield* gateway.ping(), `pong:${first.pid}`)
-          const held = yield* Effect.forkChild(Effect.exit(gateway.hold()))
-          yield* eventually("the peer holds the ask", Effect.map(gateway.held(), (n) => n === 1))
+          const fibers = yield* holdMany(gateway)
+          const killedAt = Date.now()
           yield* signal(first, "SIGKILL")
+          yield* allUnreachable("SIGKILL before a restart", fibers, killedAt)
           yield* assertExited(first, "SIGKILL")
-          const exit = yield* Fiber.await(held).pipe(Effect.timeoutOption(Duration.millis(boundMillis)))
-          assert.isTrue(Option.isSome(exit) && Exit.isSuccess(exit.value) && Exit.isFailure(exit.value.value))
 
           // Nothing listens on the port: each call is refused at once, not after the ask timeout.
           for (let i = 0; i < 3; i++) {
@@ -209,19 +247,19 @@ describe.concurrent("chaos", () => {
             assert.isBelow(Date.now() - calledAt, 1000)
           }
 
-          const second = yield* spawnPeer(String(first.port))
+          // The successor has loaded already; it binds the port now.
+          const second = yield* successor.start(first.port)
           assert.strictEqual(second.address, first.address)
           assert.strictEqual(yield* gateway.ping(), `pong:${second.pid}`)
           assert.strictEqual(yield* gateway.held(), 0)
         }))
     }))
 
-  it.live(`a partition (proxy black hole) with ${CALLS} asks in flight: fails them all like SIGSTOP; heal: the next call reconnects`, () =>
+  it.effect(`a partition (proxy black hole) with ${CALLS} asks in flight: fails them all like SIGSTOP; heal: the next call reconnects`, () =>
     Effect.gen(function*() {
-      const peer = yield* spawnPeer("0")
+      const { proxied: peer } = yield* Peers
       const proxy = yield* Proxy.make({ host: peer.host, port: peer.port })
-      const viaProxy = `rpc://${proxy.authority}/${PEER_ENDPOINT_ID}`
-      yield* withClient(viaProxy, (_client, gateway) =>
+      yield* withClient(`rpc://${proxy.authority}/${PEER_ENDPOINT_ID}`, (_client, gateway) =>
         Effect.gen(function*() {
           assert.strictEqual(yield* gateway.ping(), `pong:${peer.pid}`)
           const fibers = yield* holdMany(gateway)
@@ -232,20 +270,88 @@ describe.concurrent("chaos", () => {
           // Both sockets of the partitioned connection are still open at the proxy: no FIN, no RST got through.
           assert.deepInclude(yield* proxy.stats, { accepted: 1, open: 1, partitioned: true })
 
+          // A call while the partition lasts dials again; the proxy accepts, but no hello comes back: the call
+          // fails with the connection, after the connect timeout, not the ask timeout.
+          const calledAt = Date.now()
+          const during = yield* Effect.exit(gateway.ping())
+          const failedAfter = Date.now() - calledAt
+          const error = Option.getOrUndefined(Exit.findErrorOption(during))
+          assert.instanceOf(error, RpcError.RecipientUnreachableError, String(during))
+          assert.include((error as RpcError.RecipientUnreachableError).reason, "no hello")
+          yield* Effect.logInfo(`chaos partition: a call during the partition failed after ${failedAfter} ms`)
+          const connectMillis = Duration.toMillis(connectTimeout)
+          assert.isAtLeast(failedAfter, connectMillis - 50)
+          assert.isBelow(failedAfter, connectMillis + Duration.toMillis(heartbeatInterval) + 1000)
+          assert.strictEqual((yield* proxy.stats).accepted, 2)
+
           yield* proxy.heal
           assert.strictEqual(yield* gateway.ping(), `pong:${peer.pid}`)
-          assert.strictEqual((yield* proxy.stats).accepted, 2, "the next call opened a new connection")
-          // Once what was held reaches the peer (the client's goodbye), the old connection closes for good.
-          yield* eventually("the partitioned connection closes", Effect.map(proxy.stats, (stats) => stats.open === 1))
+          assert.strictEqual((yield* proxy.stats).accepted, 3, "the next call opened a new connection")
+          // Once what was held reaches the peer (the client's goodbyes), the old connections close for good.
+          yield* eventually("the partitioned connections close", Effect.map(proxy.stats, (stats) => stats.open === 1))
           assert.strictEqual(yield* gateway.release(), CALLS)
         }))
       // The client closed its socket when its scope closed: the proxy sees every connection end.
       yield* eventually("the client's connections are closed", Effect.map(proxy.stats, (stats) => stats.open === 0))
     }))
 
-  it.live(`a connection reset (proxy) with ${CALLS} asks in flight: all fail at once; the next call reconnects`, () =>
+  it.effect(`a partition shorter than the heartbeat pause, with ${CALLS} asks in flight, loses nothing`, () =>
     Effect.gen(function*() {
-      const peer = yield* spawnPeer("0")
+      const { proxied: peer } = yield* Peers
+      const proxy = yield* Proxy.make({ host: peer.host, port: peer.port })
+      yield* withClient(`rpc://${proxy.authority}/${PEER_ENDPOINT_ID}`, (_client, gateway) =>
+        Effect.gen(function*() {
+          const fibers = yield* holdMany(gateway)
+          yield* proxy.partition
+          // The last sign of life came at most one interval before; well short of the pause even when late.
+          yield* Effect.sleep("150 millis")
+          yield* proxy.heal
+          assert.strictEqual(yield* gateway.release(), CALLS)
+          const settled = yield* Effect.forEach(fibers, (fiber) => Fiber.join(fiber)).pipe(
+            Effect.timeoutOrElse({
+              duration: "10 seconds",
+              orElse: () => Effect.fail(new ChaosError({ message: "the released asks were not answered within 10 s" }))
+            })
+          )
+          const ordinals = settled.map(({ exit }) => {
+            assert.isTrue(Exit.isSuccess(exit), String(exit))
+            return (exit as Exit.Success<number>).value
+          })
+          assert.deepStrictEqual(ordinals.sort((a, b) => a - b), Array.from({ length: CALLS }, (_, i) => i + 1))
+          assert.deepStrictEqual(yield* proxy.stats, { accepted: 1, open: 1, heldBytes: 0, partitioned: false })
+        }))
+    }))
+
+  // BUG (library, src/internal/connection.ts, heartbeatLoop and onData): any byte from the peer counts as a sign of
+  // life, the peer's *own* heartbeat requests included. In a one-way partition (this side's bytes are lost, the
+  // peer's still arrive) the peer goes on proving that it is alive while none of this side's asks or heartbeat
+  // requests reach it, so this side never declares it dead: its calls in flight fail only when the *peer* gives up
+  // (its own heartbeatPause, 2 s here; its Close frame still gets through), not within this side's pause + 1 s.
+  // With the same settings on both sides (the defaults: 1 s interval, 10 s pause) this side never detects a one-way
+  // partition by itself. Fix idea: judge the peer by the answers to this side's heartbeat requests (silence since the
+  // oldest unanswered request), not by whatever bytes come in.
+  it.effect.fails(`a one-way partition (this side's bytes lost) with ${CALLS} asks in flight: all fail within the pause + 1 s`, () =>
+    Effect.gen(function*() {
+      const { proxied: peer } = yield* Peers
+      const proxy = yield* Proxy.make({ host: peer.host, port: peer.port })
+      yield* withClient(`rpc://${proxy.authority}/${PEER_ENDPOINT_ID}`, (_client, gateway) =>
+        Effect.gen(function*() {
+          const fibers = yield* holdMany(gateway)
+          const partitionedAt = Date.now()
+          yield* proxy.partitionOneWay("toTarget")
+          // Wait for the peer's own detection (2 s) to end the calls, so that the measurement (logged) shows when they
+          // do fail; the bound is asserted in allUnreachable.
+          const settled = yield* Effect.forEach(fibers, (fiber) => Fiber.await(fiber)).pipe(
+            Effect.timeoutOption("8 seconds")
+          )
+          assert.isTrue(Option.isSome(settled), "the calls failed within 8 s (by the peer's detection)")
+          yield* allUnreachable("one-way partition", fibers, partitionedAt)
+        }))
+    }))
+
+  it.effect(`a connection reset (proxy) with ${CALLS} asks in flight: all fail at once; the next call reconnects`, () =>
+    Effect.gen(function*() {
+      const { proxied: peer } = yield* Peers
       const proxy = yield* Proxy.make({ host: peer.host, port: peer.port })
       yield* withClient(`rpc://${proxy.authority}/${PEER_ENDPOINT_ID}`, (_client, gateway) =>
         Effect.gen(function*() {
@@ -255,6 +361,7 @@ describe.concurrent("chaos", () => {
           yield* allUnreachable("reset", fibers, resetAt)
           assert.strictEqual(yield* gateway.ping(), `pong:${peer.pid}`)
           assert.strictEqual((yield* proxy.stats).accepted, 2)
+          assert.isAtLeast(yield* gateway.release(), CALLS)
         }))
       yield* eventually("the client's connections are closed", Effect.map(proxy.stats, (stats) => stats.open === 0))
     }))
