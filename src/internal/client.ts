@@ -157,7 +157,7 @@ export const make = <G extends RpcGateway.Any>(
         const settle = () => {
           settled = true
           origin.inFlight--
-          if (latency !== undefined) instruments.record(latency, performance.now() - startedAt)
+          if (latency !== undefined) latency.update(performance.now() - startedAt)
         }
         const pending = port.ask(gateway, name, payload, token(), timeoutMillis, span, (exit) => {
           if (settled) return
