@@ -64,6 +64,68 @@ export interface RpcServiceShape {
   readonly isStopped: Effect.Effect<boolean>
   /** The ids of the endpoints that are live on this service. */
   readonly endpointIds: Effect.Effect<ReadonlyArray<string>>
+  /** What the service holds right now: its endpoints and their mailboxes, its connections, its calls in flight. */
+  readonly introspect: Effect.Effect<Snapshot>
+}
+
+/**
+ * A point-in-time view of an RpcService, for dashboards, health checks and leak tests.
+ *
+ * @since 0.1.0
+ */
+export interface Snapshot {
+  readonly service: string
+  /** The `host:port` it advertises; undefined for an in-process service. */
+  readonly authority: string | undefined
+  readonly lifecycle: "running" | "stopping" | "stopped"
+  /** The live endpoints (terminated ones are gone). */
+  readonly endpoints: ReadonlyArray<EndpointSnapshot>
+  /** The transport's connections that are opening or open. */
+  readonly connections: ReadonlyArray<ConnectionSnapshot>
+  /** Asks made through this service's clients that have not settled yet, local and remote. */
+  readonly inFlightCalls: number
+  /** Ask timeouts still armed (one per ask in flight that has a timeout). */
+  readonly pendingTimeouts: number
+}
+
+/**
+ * One endpoint in a {@link Snapshot}.
+ *
+ * @since 0.1.0
+ */
+export interface EndpointSnapshot {
+  readonly endpointId: string
+  readonly address: string
+  readonly state: "created" | "started" | "stopping" | "terminated"
+  /** Messages queued and not yet taken by the main thread. */
+  readonly mailboxDepth: number
+  /** The mailbox's bound; undefined when unbounded. */
+  readonly mailboxCapacity: number | undefined
+  /** Is a main-thread fiber alive (the endpoint is processing or about to)? */
+  readonly busy: boolean
+  readonly fenced: boolean
+}
+
+/**
+ * One connection in a {@link Snapshot}.
+ *
+ * @since 0.1.0
+ */
+export interface ConnectionSnapshot {
+  /** The peer's `host:port` as dialled, or its remote address for an inbound connection. */
+  readonly peer: string
+  /** The peer service's name, once its hello has arrived. */
+  readonly peerService: string | undefined
+  readonly direction: "outbound" | "inbound"
+  readonly state: "opening" | "open" | "closed"
+  /** Asks sent on it that wait for their reply. */
+  readonly callsOut: number
+  /** Asks received on it that have not been answered yet. */
+  readonly callsIn: number
+  /** Bytes queued to write, in this library and in the socket. */
+  readonly bufferedBytes: number
+  /** Milliseconds since anything was heard from the peer. */
+  readonly silentMillis: number
 }
 
 /**
@@ -162,25 +224,31 @@ const makeRemote = (options: TlsOptions | undefined, tls: boolean) =>
     }
     let settings: Transport.TlsSettings | undefined
     if (tls) {
-      const key = Transport.loadPem("key", options?.key ?? config.tlsKey)
-      const cert = Transport.loadPem("cert", options?.cert ?? config.tlsCert)
-      const ca = Transport.loadPem("ca", options?.ca ?? config.tlsCa)
-      for (const loaded of [key, cert, ca]) {
-        if (Result.isFailure(loaded)) {
-          return yield* Effect.fail(new RpcBindError({ host: listen.host, portRange: listen.port, detail: loaded.failure }))
-        }
+      const sources = {
+        key: options?.key ?? config.tlsKey,
+        cert: options?.cert ?? config.tlsCert,
+        ca: options?.ca ?? config.tlsCa
+      }
+      const loaded = Transport.loadMaterial(sources)
+      if (Result.isFailure(loaded)) {
+        return yield* Effect.fail(new RpcBindError({ host: listen.host, portRange: listen.port, detail: loaded.failure }))
       }
       settings = {
-        key: Result.getOrThrow(key),
-        cert: Result.getOrThrow(cert),
-        ca: Result.getOrThrow(ca),
+        ...loaded.success,
+        sources: { key: sources.key!, cert: sources.cert!, ca: sources.ca! },
         requireClientCert: options?.requireClientCert ?? config.tlsRequireClientCert,
         pinnedFingerprints: options?.pinnedFingerprints ?? config.tlsPinnedFingerprints
       }
     }
     const service = yield* makeService(options)
     const transport = yield* Transport.make(
-      { serviceName: service.name, config, lookup: (endpointId) => service.endpoint(endpointId) },
+      {
+        serviceName: service.name,
+        config,
+        lookup: (endpointId) => service.endpoint(endpointId),
+        instruments: service.instruments,
+        tracing: service.tracing
+      },
       listen,
       settings
     )
