@@ -178,15 +178,63 @@ class Peers extends Context.Service<Peers, {
   )
 }
 
-/** Runs `body` with a client of its own and returns what it returned, once the client's scope has closed. */
+/** What the leak checks compare of a client's introspection snapshot. */
+const leakView = (snapshot: RpcService.Snapshot) => ({
+  lifecycle: snapshot.lifecycle,
+  inFlightCalls: snapshot.inFlightCalls,
+  pendingTimeouts: snapshot.pendingTimeouts,
+  connections: snapshot.connections.map((connection) =>
+    `${connection.direction} ${connection.peer} ${connection.state} callsOut=${connection.callsOut} ` +
+    `callsIn=${connection.callsIn} bufferedBytes=${connection.bufferedBytes}`
+  )
+})
+
+/**
+ * Waits (at most 3 s: a connection that has closed leaves the table once its socket is shut) until the client's
+ * introspection shows nothing left over: no call in flight, no pending timeout, and no connection but an idle open
+ * one to each authority of `open`.
+ */
+const assertNothingLeft = (client: RpcService.RpcServiceShape, lifecycle: string, open: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const expected = {
+      lifecycle,
+      inFlightCalls: 0,
+      pendingTimeouts: 0,
+      connections: open.map((peer) => `outbound ${peer} open callsOut=0 callsIn=0 bufferedBytes=0`)
+    }
+    const matches = Effect.map(client.introspect, (snapshot) => {
+      try {
+        assert.deepStrictEqual(leakView(snapshot), expected)
+        return true
+      } catch {
+        return false
+      }
+    })
+    yield* eventually("the client's introspection is clean", matches, 3000).pipe(Effect.ignore)
+    assert.deepStrictEqual(leakView(yield* client.introspect), expected)
+  })
+
+const authorityOf = (address: string) => address.replace(/^rpc:\/\//, "").replace(/\/.*$/, "")
+
+/**
+ * Runs `body` with a client of its own. Once `body` is done, the client must have nothing left but an idle
+ * connection to the peer if `connected` says so; once its scope has closed, nothing at all.
+ */
 const withClient = <A, E, R>(
   address: string,
-  body: (client: RpcService.RpcServiceShape, gateway: Gateway) => Effect.Effect<A, E, R>
+  connected: "connected" | "disconnected",
+  body: (gateway: Gateway) => Effect.Effect<A, E, R>
 ) =>
-  Effect.scoped(Effect.gen(function*() {
-    const { client, gateway } = yield* connectClient(address)
-    return yield* body(client, gateway)
-  }))
+  Effect.gen(function*() {
+    const [result, client] = yield* Effect.scoped(Effect.gen(function*() {
+      const { client, gateway } = yield* connectClient(address)
+      const result = yield* body(gateway)
+      yield* assertNothingLeft(client, "running", connected === "connected" ? [authorityOf(address)] : [])
+      return [result, client] as const
+    }))
+    yield* assertNothingLeft(client, "stopped", [])
+    return result
+  })
 
 // The peers start side by side (their start-up under tsx is what loads these two cores most); the scenarios then run
 // one after another, so that no start-up and no other scenario's 1,000-call burst competes with a 500 ms heartbeat
@@ -195,7 +243,7 @@ layer(Peers.layer, { excludeTestServices: true, timeout: "60 seconds" })("chaos"
   it.effect(`SIGKILL with ${CALLS} asks in flight: all fail RecipientUnreachableError within the pause + 1 s`, () =>
     Effect.gen(function*() {
       const { killed: peer } = yield* Peers
-      yield* withClient(peer.address, (_client, gateway) =>
+      yield* withClient(peer.address, "disconnected", (gateway) =>
         Effect.gen(function*() {
           assert.strictEqual(yield* gateway.ping(), `pong:${peer.pid}`)
           const fibers = yield* holdMany(gateway)
@@ -209,7 +257,7 @@ layer(Peers.layer, { excludeTestServices: true, timeout: "60 seconds" })("chaos"
   it.effect(`SIGSTOP with ${CALLS} asks in flight: the heartbeat fails them all within the pause + 1 s; SIGCONT: the next call succeeds`, () =>
     Effect.gen(function*() {
       const { frozen: peer } = yield* Peers
-      yield* withClient(peer.address, (_client, gateway) =>
+      yield* withClient(peer.address, "connected", (gateway) =>
         Effect.gen(function*() {
           const fibers = yield* holdMany(gateway)
           const stoppedAt = Date.now()
@@ -228,7 +276,7 @@ layer(Peers.layer, { excludeTestServices: true, timeout: "60 seconds" })("chaos"
   it.effect("SIGKILL, then a restart on the same port: calls in between fail fast, the next call reconnects", () =>
     Effect.gen(function*() {
       const { restarted: first, successor } = yield* Peers
-      yield* withClient(first.address, (_client, gateway) =>
+      yield* withClient(first.address, "connected", (gateway) =>
         Effect.gen(function*() {
           assert.strictEqual(yield* gateway.ping(), `pong:${first.pid}`)
           const fibers = yield* holdMany(gateway)
@@ -259,7 +307,7 @@ layer(Peers.layer, { excludeTestServices: true, timeout: "60 seconds" })("chaos"
     Effect.gen(function*() {
       const { proxied: peer } = yield* Peers
       const proxy = yield* Proxy.make({ host: peer.host, port: peer.port })
-      yield* withClient(`rpc://${proxy.authority}/${PEER_ENDPOINT_ID}`, (_client, gateway) =>
+      yield* withClient(`rpc://${proxy.authority}/${PEER_ENDPOINT_ID}`, "connected", (gateway) =>
         Effect.gen(function*() {
           assert.strictEqual(yield* gateway.ping(), `pong:${peer.pid}`)
           const fibers = yield* holdMany(gateway)
@@ -299,7 +347,7 @@ layer(Peers.layer, { excludeTestServices: true, timeout: "60 seconds" })("chaos"
     Effect.gen(function*() {
       const { proxied: peer } = yield* Peers
       const proxy = yield* Proxy.make({ host: peer.host, port: peer.port })
-      yield* withClient(`rpc://${proxy.authority}/${PEER_ENDPOINT_ID}`, (_client, gateway) =>
+      yield* withClient(`rpc://${proxy.authority}/${PEER_ENDPOINT_ID}`, "connected", (gateway) =>
         Effect.gen(function*() {
           const fibers = yield* holdMany(gateway)
           yield* proxy.partition
@@ -334,7 +382,7 @@ layer(Peers.layer, { excludeTestServices: true, timeout: "60 seconds" })("chaos"
     Effect.gen(function*() {
       const { proxied: peer } = yield* Peers
       const proxy = yield* Proxy.make({ host: peer.host, port: peer.port })
-      yield* withClient(`rpc://${proxy.authority}/${PEER_ENDPOINT_ID}`, (_client, gateway) =>
+      yield* withClient(`rpc://${proxy.authority}/${PEER_ENDPOINT_ID}`, "disconnected", (gateway) =>
         Effect.gen(function*() {
           const fibers = yield* holdMany(gateway)
           const partitionedAt = Date.now()
@@ -353,7 +401,7 @@ layer(Peers.layer, { excludeTestServices: true, timeout: "60 seconds" })("chaos"
     Effect.gen(function*() {
       const { proxied: peer } = yield* Peers
       const proxy = yield* Proxy.make({ host: peer.host, port: peer.port })
-      yield* withClient(`rpc://${proxy.authority}/${PEER_ENDPOINT_ID}`, (_client, gateway) =>
+      yield* withClient(`rpc://${proxy.authority}/${PEER_ENDPOINT_ID}`, "connected", (gateway) =>
         Effect.gen(function*() {
           const fibers = yield* holdMany(gateway)
           const resetAt = Date.now()
