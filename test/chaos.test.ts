@@ -144,6 +144,25 @@ const assertHeartbeatDetection = (detection: Detection) => {
   assert.isAtLeast(detection.min, pauseMillis - Duration.toMillis(heartbeatInterval) - 50)
 }
 
+/**
+ * A call after the detection, while the peer is still frozen or partitioned away, dials again: the kernel (or the
+ * proxy) accepts the connection but no hello comes back, so the call fails with the connection after the connect
+ * timeout, not after the ask timeout.
+ */
+const callIntoTheVoid = (scenario: string, gateway: Gateway) =>
+  Effect.gen(function*() {
+    const calledAt = Date.now()
+    const exit = yield* Effect.exit(gateway.ping())
+    const failedAfter = Date.now() - calledAt
+    const error = Option.getOrUndefined(Exit.findErrorOption(exit))
+    assert.instanceOf(error, RpcError.RecipientUnreachableError, String(exit))
+    assert.include((error as RpcError.RecipientUnreachableError).reason, "no hello")
+    yield* Effect.logInfo(`chaos ${scenario}: a call after the detection failed after ${failedAfter} ms`)
+    const connectMillis = Duration.toMillis(connectTimeout)
+    assert.isAtLeast(failedAfter, connectMillis - 50)
+    assert.isBelow(failedAfter, connectMillis + Duration.toMillis(heartbeatInterval) + 1000)
+  })
+
 const assertExited = (peer: Peer, signal: NodeJS.Signals) =>
   Effect.gen(function*() {
     assert.deepStrictEqual(
@@ -156,6 +175,8 @@ const assertExited = (peer: Peer, signal: NodeJS.Signals) =>
 class Peers extends Context.Service<Peers, {
   /** SIGKILLed. */
   readonly killed: Peer
+  /** SIGKILLed in the middle of a burst of asks. */
+  readonly racing: Peer
   /** SIGSTOPped, then resumed. */
   readonly frozen: Peer
   /** SIGKILLed, then replaced on its port by `successor`. */
@@ -170,6 +191,7 @@ class Peers extends Context.Service<Peers, {
   static readonly layer = Layer.effect(Peers)(
     Effect.all({
       killed: spawnPeer("0"),
+      racing: spawnPeer("0"),
       frozen: spawnPeer("0"),
       restarted: spawnPeer("0"),
       successor: spawnStandby(),
@@ -254,19 +276,48 @@ layer(Peers.layer, { excludeTestServices: true, timeout: "60 seconds" })("chaos"
         }))
     }))
 
-  it.effect(`SIGSTOP with ${CALLS} asks in flight: the heartbeat fails them all within the pause + 1 s; SIGCONT: the next call succeeds`, () =>
+  it.effect(`SIGKILL in the middle of a burst of ${CALLS} asks: every one fails RecipientUnreachableError, none hangs`, () =>
+    Effect.gen(function*() {
+      const { racing: peer } = yield* Peers
+      yield* withClient(peer.address, "disconnected", (gateway) =>
+        Effect.gen(function*() {
+          assert.strictEqual(yield* gateway.ping(), `pong:${peer.pid}`)
+          // The asks go out over 400 ms, and the peer is killed 200 ms in: some are held there, some are on their way
+          // as the connection dies, and those made after it has closed dial again and are refused.
+          const fibers: Array<Fiber.Fiber<Settled<number>>> = []
+          for (let i = 0; i < CALLS; i++) {
+            fibers.push(
+              yield* Effect.forkChild(
+                Effect.sleep(Duration.millis(Math.floor((i * 400) / CALLS))).pipe(
+                  Effect.andThen(Effect.exit(gateway.hold())),
+                  Effect.map((exit): Settled<number> => ({ exit, at: Date.now() }))
+                )
+              )
+            )
+          }
+          yield* Effect.sleep("200 millis")
+          const killedAt = Date.now()
+          yield* signal(peer, "SIGKILL")
+          const detection = yield* allUnreachable("SIGKILL mid-burst", fibers, killedAt)
+          assert.isAbove(detection.reasons.length, 1, "some calls were in flight, some were made after the death")
+          yield* assertExited(peer, "SIGKILL")
+        }))
+    }))
+
+  it.effect(`SIGSTOP with ${CALLS} asks in flight: the heartbeat fails them all within the pause + 1 s; calls while frozen fail after connectTimeout; SIGCONT: the next call succeeds`, () =>
     Effect.gen(function*() {
       const { frozen: peer } = yield* Peers
+      // Resume the peer even if the assertions fail, so that the finalizers do not wait on it.
+      yield* Effect.addFinalizer(() => signal(peer, "SIGCONT"))
       yield* withClient(peer.address, "connected", (gateway) =>
         Effect.gen(function*() {
           const fibers = yield* holdMany(gateway)
           const stoppedAt = Date.now()
           yield* signal(peer, "SIGSTOP")
-          const detection = yield* allUnreachable("SIGSTOP", fibers, stoppedAt).pipe(
-            // Resume the peer even if the assertions fail, so that the finalizers do not wait on it.
-            Effect.ensuring(signal(peer, "SIGCONT"))
-          )
+          const detection = yield* allUnreachable("SIGSTOP", fibers, stoppedAt)
           assertHeartbeatDetection(detection)
+          yield* callIntoTheVoid("SIGSTOP", gateway)
+          yield* signal(peer, "SIGCONT")
           assert.strictEqual(yield* gateway.ping(), `pong:${peer.pid}`)
           // The peer was never told: the calls the client gave up on are still held there.
           assert.strictEqual(yield* gateway.release(), CALLS)
@@ -303,7 +354,7 @@ layer(Peers.layer, { excludeTestServices: true, timeout: "60 seconds" })("chaos"
         }))
     }))
 
-  it.effect(`a partition (proxy black hole) with ${CALLS} asks in flight: fails them all like SIGSTOP; heal: the next call reconnects`, () =>
+  it.effect(`a partition (proxy black hole) with ${CALLS} asks in flight: fails them all like SIGSTOP, calls during it after connectTimeout; heal: the next call reconnects`, () =>
     Effect.gen(function*() {
       const { proxied: peer } = yield* Peers
       const proxy = yield* Proxy.make({ host: peer.host, port: peer.port })
@@ -318,18 +369,7 @@ layer(Peers.layer, { excludeTestServices: true, timeout: "60 seconds" })("chaos"
           // Both sockets of the partitioned connection are still open at the proxy: no FIN, no RST got through.
           assert.deepInclude(yield* proxy.stats, { accepted: 1, open: 1, partitioned: true })
 
-          // A call while the partition lasts dials again; the proxy accepts, but no hello comes back: the call
-          // fails with the connection, after the connect timeout, not the ask timeout.
-          const calledAt = Date.now()
-          const during = yield* Effect.exit(gateway.ping())
-          const failedAfter = Date.now() - calledAt
-          const error = Option.getOrUndefined(Exit.findErrorOption(during))
-          assert.instanceOf(error, RpcError.RecipientUnreachableError, String(during))
-          assert.include((error as RpcError.RecipientUnreachableError).reason, "no hello")
-          yield* Effect.logInfo(`chaos partition: a call during the partition failed after ${failedAfter} ms`)
-          const connectMillis = Duration.toMillis(connectTimeout)
-          assert.isAtLeast(failedAfter, connectMillis - 50)
-          assert.isBelow(failedAfter, connectMillis + Duration.toMillis(heartbeatInterval) + 1000)
+          yield* callIntoTheVoid("partition", gateway)
           assert.strictEqual((yield* proxy.stats).accepted, 2)
 
           yield* proxy.heal
