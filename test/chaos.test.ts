@@ -177,25 +177,22 @@ class Peers extends Context.Service<Peers, {
   readonly killed: Peer
   /** SIGKILLed in the middle of a burst of asks. */
   readonly racing: Peer
-  /** SIGSTOPped, then resumed. */
-  readonly frozen: Peer
   /** SIGKILLed, then replaced on its port by `successor`. */
   readonly restarted: Peer
   readonly successor: Standby
   /**
-   * Behind a proxy of each scenario's own: partitioned, partitioned one way, reset. It sends heartbeat requests of
-   * its own every 100 ms and gives up on a silent client after 2 s.
+   * SIGSTOPped, then resumed; then behind a proxy of each scenario's own: partitioned, partitioned one way, reset.
+   * It sends heartbeat requests of its own every 100 ms and gives up on a silent client after 2 s.
    */
-  readonly proxied: Peer
+  readonly shared: Peer
 }>()("test/chaos/Peers") {
   static readonly layer = Layer.effect(Peers)(
     Effect.all({
       killed: spawnPeer("0"),
       racing: spawnPeer("0"),
-      frozen: spawnPeer("0"),
       restarted: spawnPeer("0"),
       successor: spawnStandby(),
-      proxied: spawnPeer("0", { RPC_HEARTBEAT_INTERVAL: "100 millis", RPC_HEARTBEAT_PAUSE: "2 seconds" })
+      shared: spawnPeer("0", { RPC_HEARTBEAT_INTERVAL: "100 millis", RPC_HEARTBEAT_PAUSE: "2 seconds" })
     }, { concurrency: "unbounded" })
   )
 }
@@ -261,7 +258,7 @@ const withClient = <A, E, R>(
 // The peers start side by side (their start-up under tsx is what loads these two cores most); the scenarios then run
 // one after another, so that no start-up and no other scenario's 1,000-call burst competes with a 500 ms heartbeat
 // pause, and each detection time measures the library, not the neighbours.
-layer(Peers.layer, { excludeTestServices: true, timeout: "60 seconds" })("chaos", (it) => {
+layer(Peers.layer, { excludeTestServices: true, timeout: "90 seconds" })("chaos", (it) => {
   it.effect(`SIGKILL with ${CALLS} asks in flight: all fail RecipientUnreachableError within the pause + 1 s`, () =>
     Effect.gen(function*() {
       const { killed: peer } = yield* Peers
@@ -306,7 +303,7 @@ layer(Peers.layer, { excludeTestServices: true, timeout: "60 seconds" })("chaos"
 
   it.effect(`SIGSTOP with ${CALLS} asks in flight: the heartbeat fails them all within the pause + 1 s; calls while frozen fail after connectTimeout; SIGCONT: the next call succeeds`, () =>
     Effect.gen(function*() {
-      const { frozen: peer } = yield* Peers
+      const { shared: peer } = yield* Peers
       // Resume the peer even if the assertions fail, so that the finalizers do not wait on it.
       yield* Effect.addFinalizer(() => signal(peer, "SIGCONT"))
       yield* withClient(peer.address, "connected", (gateway) =>
@@ -319,8 +316,9 @@ layer(Peers.layer, { excludeTestServices: true, timeout: "60 seconds" })("chaos"
           yield* callIntoTheVoid("SIGSTOP", gateway)
           yield* signal(peer, "SIGCONT")
           assert.strictEqual(yield* gateway.ping(), `pong:${peer.pid}`)
-          // The peer was never told: the calls the client gave up on are still held there.
-          assert.strictEqual(yield* gateway.release(), CALLS)
+          // The peer was never told: the calls the client gave up on are still held there (with any an earlier
+          // scenario left).
+          assert.isAtLeast(yield* gateway.release(), CALLS)
         }))
     }))
 
@@ -356,7 +354,7 @@ layer(Peers.layer, { excludeTestServices: true, timeout: "60 seconds" })("chaos"
 
   it.effect(`a partition (proxy black hole) with ${CALLS} asks in flight: fails them all like SIGSTOP, calls during it after connectTimeout; heal: the next call reconnects`, () =>
     Effect.gen(function*() {
-      const { proxied: peer } = yield* Peers
+      const { shared: peer } = yield* Peers
       const proxy = yield* Proxy.make({ host: peer.host, port: peer.port })
       yield* withClient(`rpc://${proxy.authority}/${PEER_ENDPOINT_ID}`, "connected", (gateway) =>
         Effect.gen(function*() {
@@ -377,7 +375,7 @@ layer(Peers.layer, { excludeTestServices: true, timeout: "60 seconds" })("chaos"
           assert.strictEqual((yield* proxy.stats).accepted, 3, "the next call opened a new connection")
           // Once what was held reaches the peer (the client's goodbyes), the old connections close for good.
           yield* eventually("the partitioned connections close", Effect.map(proxy.stats, (stats) => stats.open === 1))
-          assert.strictEqual(yield* gateway.release(), CALLS)
+          assert.isAtLeast(yield* gateway.release(), CALLS)
         }))
       // The client closed its socket when its scope closed: the proxy sees every connection end.
       yield* eventually("the client's connections are closed", Effect.map(proxy.stats, (stats) => stats.open === 0))
@@ -385,7 +383,7 @@ layer(Peers.layer, { excludeTestServices: true, timeout: "60 seconds" })("chaos"
 
   it.effect(`a partition shorter than the heartbeat pause, with ${CALLS} asks in flight, loses nothing`, () =>
     Effect.gen(function*() {
-      const { proxied: peer } = yield* Peers
+      const { shared: peer } = yield* Peers
       const proxy = yield* Proxy.make({ host: peer.host, port: peer.port })
       yield* withClient(`rpc://${proxy.authority}/${PEER_ENDPOINT_ID}`, "connected", (gateway) =>
         Effect.gen(function*() {
@@ -394,7 +392,7 @@ layer(Peers.layer, { excludeTestServices: true, timeout: "60 seconds" })("chaos"
           // The last sign of life came at most one interval before; well short of the pause even when late.
           yield* Effect.sleep("150 millis")
           yield* proxy.heal
-          assert.strictEqual(yield* gateway.release(), CALLS)
+          assert.isAtLeast(yield* gateway.release(), CALLS)
           const settled = yield* Effect.forEach(fibers, (fiber) => Fiber.join(fiber)).pipe(
             Effect.timeoutOrElse({
               duration: "10 seconds",
@@ -405,7 +403,8 @@ layer(Peers.layer, { excludeTestServices: true, timeout: "60 seconds" })("chaos"
             assert.isTrue(Exit.isSuccess(exit), String(exit))
             return (exit as Exit.Success<number>).value
           })
-          assert.deepStrictEqual(ordinals.sort((a, b) => a - b), Array.from({ length: CALLS }, (_, i) => i + 1))
+          // Each was held, and answered, once (a peer that an earlier scenario used may have counted others first).
+          assert.strictEqual(new Set(ordinals).size, CALLS)
           assert.deepStrictEqual(yield* proxy.stats, { accepted: 1, open: 1, heldBytes: 0, partitioned: false })
         }))
     }))
@@ -420,7 +419,7 @@ layer(Peers.layer, { excludeTestServices: true, timeout: "60 seconds" })("chaos"
   // oldest unanswered request), not by whatever bytes come in.
   it.effect.fails(`a one-way partition (this side's bytes lost) with ${CALLS} asks in flight: all fail within the pause + 1 s`, () =>
     Effect.gen(function*() {
-      const { proxied: peer } = yield* Peers
+      const { shared: peer } = yield* Peers
       const proxy = yield* Proxy.make({ host: peer.host, port: peer.port })
       yield* withClient(`rpc://${proxy.authority}/${PEER_ENDPOINT_ID}`, "disconnected", (gateway) =>
         Effect.gen(function*() {
@@ -439,7 +438,7 @@ layer(Peers.layer, { excludeTestServices: true, timeout: "60 seconds" })("chaos"
 
   it.effect(`a connection reset (proxy) with ${CALLS} asks in flight: all fail at once; the next call reconnects`, () =>
     Effect.gen(function*() {
-      const { proxied: peer } = yield* Peers
+      const { shared: peer } = yield* Peers
       const proxy = yield* Proxy.make({ host: peer.host, port: peer.port })
       yield* withClient(`rpc://${proxy.authority}/${PEER_ENDPOINT_ID}`, "connected", (gateway) =>
         Effect.gen(function*() {
