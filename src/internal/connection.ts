@@ -25,6 +25,7 @@ import {
   ConnectionFailureReason,
   describe,
   FrameTooLargeError,
+  MailboxFullError,
   RecipientUnreachableError,
   RemoteDefectError,
   RpcCallError,
@@ -503,6 +504,14 @@ export class Connection {
           ...target,
           defect: `the endpoint does not serve ${target.method} as an ${invoke._tag.toLowerCase()}`
         })
+      )
+    }
+    if (isAsk && this.serving.size >= this.host.config.maxAsksPerConnection) {
+      this.host.instruments.reject("mailbox_full")
+      const capacity = this.host.config.maxAsksPerConnection
+      return this.reject(
+        invoke,
+        new MailboxFullError({ ...this.target(invoke), capacity, limit: "maxAsksPerConnection" })
       )
     }
     const payload = Wire.decodeValue(spec.payload, invoke.payload)
