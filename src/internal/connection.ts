@@ -150,6 +150,11 @@ export class Connection {
   private flushScheduled = false
   /** The stream's buffer is full: write again on its `drain`. */
   private draining = false
+  /**
+   * When the peer last answered something this side sent (a heartbeat, an ask, a connect). Bytes that merely
+   * arrive do not count: in a one-way partition the peer's own traffic still arrives while nothing of this
+   * side's reaches it, and only missing answers tell.
+   */
   private lastHeard = 0
   /** A protocol error seen in a socket callback, logged by the connection's fiber. */
   private warning: string | undefined
@@ -399,6 +404,7 @@ export class Connection {
       case "Connect":
         return this.onConnect(message)
       case "Connected": {
+        this.heard()
         const pending = this.pending.get(message.id)
         if (pending?._tag !== "Connect") return
         this.pending.delete(message.id)
@@ -413,7 +419,8 @@ export class Connection {
       case "Reply":
         return this.onReply(message)
       case "Heartbeat":
-        if (!message.reply) this.push(Wire.heartbeatReply)
+        if (message.reply) this.heard()
+        else this.push(Wire.heartbeatReply)
         return
       case "Cancel":
         this.serving.get(message.id)?.cancel(true)
@@ -615,7 +622,12 @@ export class Connection {
     )
   }
 
+  private heard(): void {
+    this.lastHeard = this.clock!.currentTimeMillisUnsafe()
+  }
+
   private onReply(reply: Extract<Wire.Message, { _tag: "Reply" }>): void {
+    this.heard()
     const pending = this.pending.get(reply.id)
     if (pending?._tag !== "Ask") return
     this.pending.delete(reply.id)
@@ -692,7 +704,6 @@ export class Connection {
       }
       const onData = (chunk: Uint8Array | string): void => {
         if (self.state === "closed") return
-        self.lastHeard = clock.currentTimeMillisUnsafe()
         const bytes = typeof chunk === "string" ? Buffer.from(chunk) : chunk
         const error = self.decoder.push(bytes, self.onFrame)
         if (error !== undefined) {
