@@ -76,8 +76,10 @@ describe("fuzz", () => {
       ({ arity, seed }) =>
         Effect.sync(() => {
           const rng = new G.Rng(seed)
+          // A deeply nested type code is the known bug deep-type-code (tested below); deep values elsewhere are fine.
+          const hostile = (i: number) => G.hostileValue(rng, rng.pick(G.hostileKinds.filter((k) => i > 0 || !k.startsWith("deep-"))))
           const fields = Array.from({ length: arity }, (_, i) =>
-            i === 0 && rng.bool() ? rng.int(10) : rng.bool(0.2) ? G.hostileValue(rng, rng.pick(G.hostileKinds.filter((k) => k !== "deep-array"))) : G.randomValue(rng))
+            i === 0 && rng.bool() ? rng.int(10) : rng.bool(0.2) ? hostile(i) : G.randomValue(rng))
           const decoded = Wire.decode(G.packArray(fields))
           if (!(decoded instanceof Wire.WireError)) assert.isTrue(messageTags.has(decoded._tag))
         })

@@ -72,7 +72,7 @@ export const knownBugs = {
     "passes the connection's method lookup and makes Wire.decodeValue throw in the socket's data callback: an " +
     "uncaught TypeError that kills the process",
   "deep-type-code":
-    "a frame body that is an array whose first element is nested ~10k deep makes Wire.decode's error message " +
+    "a frame body that is an array whose first element is nested ~5000 deep (arrays or maps) makes Wire.decode's error message " +
     "(JSON.stringify of the type code) overflow the stack: Wire.decode throws a RangeError in the socket's data " +
     "callback, an uncaught exception that kills the process",
   "unread-replies":
@@ -80,7 +80,7 @@ export const knownBugs = {
     "keeps reading while its writes are stuck, and the heartbeat never fires because the peer is not silent; " +
     "about 80 MB/s of growth here, without bound",
   "deep-token":
-    "a fenced call whose token is nested ~10k deep makes describe() (JSON.stringify, then String) overflow the stack " +
+    "a fenced call whose token is nested ~5000 deep makes describe() (JSON.stringify, then String) overflow the stack " +
     "while the endpoint formats the FencingTokenError: the ask is never answered and nothing is logged"
 } as const
 export type KnownBug = keyof typeof knownBugs
