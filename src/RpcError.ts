@@ -425,6 +425,11 @@ const json = (value: unknown): string => {
   try {
     return JSON.stringify(value) ?? String(value)
   } catch {
-    return String(value)
+    // A cycle, a bigint, or (from a hostile peer) nesting deep enough to overflow the stack here too.
+    try {
+      return String(value)
+    } catch {
+      return "(a value that cannot be printed)"
+    }
   }
 }

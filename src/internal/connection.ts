@@ -156,6 +156,7 @@ export class Connection {
    * side's reaches it, and only missing answers tell.
    */
   private lastHeard = 0
+  private heartbeatsUnanswered = 0
   /** A protocol error seen in a socket callback, logged by the connection's fiber. */
   private warning: string | undefined
   private readonly decoder: Frame.FrameDecoder
@@ -419,8 +420,12 @@ export class Connection {
       case "Reply":
         return this.onReply(message)
       case "Heartbeat":
-        if (message.reply) this.heard()
-        else this.push(Wire.heartbeatReply)
+        if (!message.reply) this.push(Wire.heartbeatReply)
+        else if (this.heartbeatsUnanswered > 0) {
+          // Replies nobody asked for are no sign of life: a peer that never reads could send them blind.
+          this.heartbeatsUnanswered = 0
+          this.heard()
+        }
         return
       case "Cancel":
         this.serving.get(message.id)?.cancel(true)
@@ -502,7 +507,11 @@ export class Connection {
         })
       )
     }
-    const spec = runtime.served.get(invoke.gateway)?.methods[invoke.method] as RpcGateway.Method | undefined
+    const methods = runtime.served.get(invoke.gateway)?.methods
+    // Own properties only: a method named after an Object.prototype member (toString, __proto__) is no method.
+    const spec = methods !== undefined && Object.hasOwn(methods, invoke.method)
+      ? methods[invoke.method] as RpcGateway.Method
+      : undefined
     if (spec === undefined || (spec.kind === "tell") !== !isAsk) {
       const target = this.target(invoke)
       return this.reject(
@@ -788,6 +797,7 @@ export class Connection {
             self.close({ reason: "Unreachable", detail: `no heartbeat from the peer for ${silent} ms` }, true)
             return
           }
+          self.heartbeatsUnanswered++
           self.push(Wire.heartbeat)
         }
       })

@@ -324,7 +324,7 @@ export class EndpointRuntime {
     this.annotate(this.logContext(invocation.gateway, invocation.method))
     if (invocation.cancelled) return this.skip(invocation, "cancelled")
     if (invocation.deadline !== Infinity && this.host.now() >= invocation.deadline) return this.skip(invocation, "expired")
-    const handler = this.handlers[invocation.method]
+    const handler = Object.hasOwn(this.handlers, invocation.method) ? this.handlers[invocation.method] : undefined
     if (this.state === "created") {
       const method = qualified(invocation)
       if (invocation.resume !== undefined) {
