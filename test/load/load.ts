@@ -22,6 +22,10 @@
  *   and at every barrier during each phase. The heap is "back to baseline" when both the after-load and the
  *   after-close figures are at most `heapBoundBytes` above the baseline.
  *
+ * - **Resources.** Node's active handles and requests by type (`process.getActiveResourcesInfo()`) at the start,
+ *   after the load and after the scope closed: nothing the services opened (listening and connected sockets,
+ *   timers) may be left once it has closed.
+ *
  * `run` fails only as a defect, when the services cannot be set up; everything that went wrong under load is a
  * line of `report.problems`.
  */
@@ -65,6 +69,8 @@ class AskGate {
   openedAt = 0
   /** heapUsed after a forced collection at the moment the last ask arrived, all of them in flight. */
   heldHeap = 0
+  /** How long the collection for `heldHeap` took: not part of the phase's wall time. */
+  gcMillis = 0
   measure = false
   deferred = Deferred.makeUnsafe<void>()
 
@@ -73,15 +79,18 @@ class AskGate {
     this.arrived = 0
     this.openedBy = undefined
     this.heldHeap = 0
+    this.gcMillis = 0
     this.deferred = Deferred.makeUnsafe<void>()
   }
 
   arrive(): Deferred.Deferred<void> {
     const deferred = this.deferred
     if (++this.arrived === this.expected) {
+      this.openedAt = performance.now()
       if (this.measure) {
         gcFunction()()
         this.heldHeap = process.memoryUsage().heapUsed
+        this.gcMillis = performance.now() - this.openedAt
       }
       this.open("count")
     }
@@ -91,7 +100,7 @@ class AskGate {
   open(by: "count" | "watchdog"): void {
     if (this.openedBy !== undefined) return
     this.openedBy = by
-    this.openedAt = performance.now()
+    if (by === "watchdog") this.openedAt = performance.now()
     Deferred.doneUnsafe(this.deferred, Effect.void)
   }
 }
@@ -226,6 +235,7 @@ export const defaults: LoadOptions = {
 /** Phase 1's figures. */
 export interface AskReport {
   readonly count: number
+  /** From the first ask until the last reply, less the forced collection at the gate (heap.asksInFlight). */
   readonly wallMs: number
   /** From the first ask until the last one had reached its endpoint and the gate opened. */
   readonly arrivalMs: number
@@ -282,9 +292,18 @@ export interface HeapReport {
   readonly boundBytes: number
 }
 
+/** Node's active resources (handles and requests) by type, as `process.getActiveResourcesInfo()` lists them. */
+export interface ResourceReport {
+  readonly start: Readonly<Record<string, number>>
+  /** With the services up and the load done. */
+  readonly afterLoad: Readonly<Record<string, number>>
+  readonly afterClose: Readonly<Record<string, number>>
+}
+
 export interface LoadReport {
   readonly options: Omit<LoadOptions, "log">
   readonly setupMs: number
+  readonly resources: ResourceReport
   readonly asks: AskReport
   readonly tells: TellReport
   readonly heap: HeapReport
@@ -341,6 +360,12 @@ const describeCause = (error: unknown): string => {
   return String(error)
 }
 
+const activeResources = (): Record<string, number> => {
+  const counts: Record<string, number> = {}
+  for (const type of process.getActiveResourcesInfo()) counts[type] = (counts[type] ?? 0) + 1
+  return counts
+}
+
 const MiB = 1024 * 1024
 const mib = (bytes: number) => `${(bytes / MiB).toFixed(2)} MiB`
 
@@ -382,7 +407,7 @@ const askPhase = (clients: ReadonlyArray<Client>, gate: AskGate, count: number, 
         }),
       { concurrency: "unbounded", discard: true }
     )
-    const wallMs = performance.now() - started
+    const wallMs = performance.now() - started - gate.gcMillis
     yield* Fiber.interrupt(watchdog)
     let duplicated = 0
     let missing = 0
@@ -538,12 +563,19 @@ const heapProblems = (heap: HeapReport): Array<string> => {
   return problems
 }
 
+const resourceProblems = (resources: ResourceReport): Array<string> =>
+  Object.entries(resources.afterClose)
+    .filter(([type, count]) => count > (resources.start[type] ?? 0))
+    .map(([type, count]) => `resources: ${count} ${type} after the scope closed, ${resources.start[type] ?? 0} at the start`)
+
 /** Runs the load and reports; dies only if the services cannot be set up. */
 export const run = (partial: Partial<LoadOptions> = {}): Effect.Effect<LoadReport> =>
   Effect.gen(function*() {
     const options: LoadOptions = { ...defaults, ...partial }
     const log = options.log ?? (() => {})
     const start = yield* collect
+    const resourcesAtStart = activeResources()
+    let resourcesAfterLoad: Record<string, number> = {}
     let baseline = 0
     let peakAsks = 0
     let peakTells = 0
@@ -585,9 +617,11 @@ export const run = (partial: Partial<LoadOptions> = {}): Effect.Effect<LoadRepor
       peakTells = tellSampler.stop()
       log(`tells: ${tells.count} in ${tells.wallMs.toFixed(0)} ms`)
       afterLoad = yield* collect
+      resourcesAfterLoad = activeResources()
       return { asks, tells }
     }))
     const afterClose = yield* collect
+    const resources: ResourceReport = { start: resourcesAtStart, afterLoad: resourcesAfterLoad, afterClose: activeResources() }
     const heap: HeapReport = {
       start,
       baseline,
@@ -603,10 +637,11 @@ export const run = (partial: Partial<LoadOptions> = {}): Effect.Effect<LoadRepor
     return {
       options: rest,
       setupMs,
+      resources,
       asks: phases.asks,
       tells: phases.tells,
       heap,
-      problems: [...askProblems(phases.asks), ...tellProblems(phases.tells), ...heapProblems(heap)]
+      problems: [...askProblems(phases.asks), ...tellProblems(phases.tells), ...heapProblems(heap), ...resourceProblems(resources)]
     }
   }).pipe(Effect.orDie)
 
@@ -630,6 +665,8 @@ export const format = (report: LoadReport): string => {
       `(${perAsk(heap, asks.count)}), after load ` +
       `${mib(heap.afterLoad)} (${signed(heap.afterLoad - heap.baseline)}), after close ${mib(heap.afterClose)} ` +
       `(${signed(heap.afterClose - heap.baseline)}); bound +${mib(heap.boundBytes)}`,
+    `resources    start ${describeResources(report.resources.start)}; after load ` +
+      `${describeResources(report.resources.afterLoad)}; after close ${describeResources(report.resources.afterClose)}`,
     report.problems.length === 0 ? "OK" : `PROBLEMS\n${report.problems.map((line) => `  - ${line}`).join("\n")}`
   ]
   return lines.join("\n")
@@ -639,5 +676,10 @@ const perAsk = (heap: HeapReport, count: number) =>
   heap.asksInFlight === 0 || count === 0
     ? "not measured"
     : `${Math.round((heap.asksInFlight - heap.baseline) / count)} bytes per ask`
+
+const describeResources = (counts: Readonly<Record<string, number>>) => {
+  const entries = Object.entries(counts)
+  return entries.length === 0 ? "none" : entries.map(([type, count]) => `${count} ${type}`).join(", ")
+}
 
 const signed = (bytes: number) => `${bytes >= 0 ? "+" : "-"}${mib(Math.abs(bytes))}`
