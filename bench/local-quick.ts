@@ -1,7 +1,8 @@
 /**
  * A quick measurement of sequential asks, concurrent asks and tells per second, in-process or (with `--tcp`)
- * between two TCP services of this process over 127.0.0.1. `--capture` turns call-site capture on.
- * Run: npm run bench:local [-- --tcp] [-- --capture]; the full suite is npm run bench (bench/README.md).
+ * between two TCP services of this process over 127.0.0.1. `--capture` turns call-site capture on, `--no-metrics`
+ * the per-call metrics off.
+ * Run: npm run bench:local [-- --tcp] [-- --capture] [-- --no-metrics]; the full suite is npm run bench (bench/README.md).
  */
 import { Effect, Layer, Schema } from "effect"
 import { RpcConfig, RpcEndpoint, RpcGateway, RpcService } from "effect-actor-rpc"
@@ -39,11 +40,12 @@ const rate = (label: string, count: number, run: Effect.Effect<unknown, unknown>
 
 const tcp = process.argv.includes("--tcp")
 const capture = process.argv.includes("--capture")
+const metrics = !process.argv.includes("--no-metrics")
 
 const program = Effect.gen(function*() {
   const service = yield* RpcService.RpcService
   // Over TCP the caller is a second service, so every call crosses the socket.
-  const caller = tcp ? yield* RpcService.makeTcp().pipe(Effect.provide(RpcConfig.layer({ captureAskCallSite: capture }))) : service
+  const caller = tcp ? yield* RpcService.makeTcp().pipe(Effect.provide(RpcConfig.layer({ captureAskCallSite: capture, metrics }))) : service
   const client = yield* caller.connect(service.address("bench"), Gateway)
   const where = tcp ? "tcp" : "local"
   const n = tcp ? 20_000 : 100_000
@@ -62,7 +64,7 @@ const program = Effect.gen(function*() {
 program.pipe(
   Effect.provide(RpcEndpoint.layer(endpoint).pipe(
     Layer.provideMerge(tcp ? RpcService.layerTcp() : RpcService.layerLocal()),
-    Layer.provide(RpcConfig.layer({ captureAskCallSite: capture }))
+    Layer.provide(RpcConfig.layer({ captureAskCallSite: capture, metrics }))
   )),
   Effect.scoped,
   Effect.runPromise

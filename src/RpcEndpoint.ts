@@ -192,6 +192,11 @@ export interface RpcEndpoint<
   readonly id: string | undefined
   readonly gateways: Gs
   readonly fencing: Fencing<Token> | undefined
+  /**
+   * The most calls its mailbox holds; a call beyond it fails at once with `MailboxFullError`. Unbounded when
+   * undefined (the default, as in Flink): see docs/RELIABILITY.md for the trade-off.
+   */
+  readonly mailboxCapacity: number | undefined
   readonly init: (main: MainThread<Gs, Token>) => Effect.Effect<Behaviour<Gs, EStop>, EInit, R>
 }
 
@@ -218,6 +223,8 @@ export const make = <const Gs extends ReadonlyArray<RpcGateway.Any>, EStop = nev
   options: {
     readonly id?: string | undefined
     readonly gateways: Gs
+    /** Bound the mailbox to this many queued messages (default: unbounded). */
+    readonly mailboxCapacity?: number | undefined
     readonly init: (main: MainThread<Gs, never>) => Effect.Effect<Behaviour<Gs, EStop>, EInit, R>
   }
 ): RpcEndpoint<Gs, never, EStop, EInit, R> => ({
@@ -225,8 +232,17 @@ export const make = <const Gs extends ReadonlyArray<RpcGateway.Any>, EStop = nev
   id: options.id,
   gateways: options.gateways,
   fencing: undefined,
+  mailboxCapacity: capacityOf(options.mailboxCapacity),
   init: options.init
 })
+
+const capacityOf = (capacity: number | undefined): number | undefined => {
+  if (capacity === undefined) return undefined
+  if (!Number.isSafeInteger(capacity) || capacity < 1) {
+    throw new RangeError(`mailboxCapacity must be a positive integer or undefined (unbounded), got ${capacity}`)
+  }
+  return capacity
+}
 
 /**
  * Defines a fenced endpoint: every message must carry the endpoint's current fencing token.
@@ -245,6 +261,8 @@ export const makeFenced = <
     readonly gateways: Gs
     readonly token: Schema.Codec<Token, any>
     readonly initialToken?: Token | undefined
+    /** Bound the mailbox to this many queued messages (default: unbounded). */
+    readonly mailboxCapacity?: number | undefined
     readonly init: (main: MainThread<Gs, Token>) => Effect.Effect<Behaviour<Gs, EStop>, EInit, R>
   }
 ): RpcEndpoint<Gs, Token, EStop, EInit, R> => ({
@@ -255,6 +273,7 @@ export const makeFenced = <
     schema: options.token,
     initial: options.initialToken === undefined ? Option.none() : Option.some(options.initialToken)
   },
+  mailboxCapacity: capacityOf(options.mailboxCapacity),
   init: options.init
 })
 

@@ -63,6 +63,26 @@ export class RecipientUnreachableError extends Schema.TaggedError<RecipientUnrea
 }
 
 /**
+ * The endpoint's bounded mailbox was full when the call arrived, so the call was not queued (it never ran).
+ *
+ * @since 0.1.0
+ */
+export class MailboxFullError extends Schema.TaggedError<MailboxFullError>()("MailboxFullError", {
+  address: Schema.String,
+  method: Schema.String,
+  capacity: Schema.Number
+}) {
+  /** @since 0.1.0 */
+  readonly [TypeId] = TypeId
+
+  override get message(): string {
+    return `Rejected ${where(this.address, this.method)}: the endpoint's mailbox is full (${this.capacity} ` +
+      `messages queued, its mailboxCapacity). The endpoint is overloaded: retry with backoff, shed load, or ` +
+      `raise the capacity.`
+  }
+}
+
+/**
  * An ask (or a `callAsync`) did not complete within its timeout. The call may still run on the recipient.
  *
  * @since 0.1.0
@@ -341,6 +361,7 @@ export type RpcCallError =
   | FrameTooLargeError
   | RemoteDefectError
   | RpcSerializationError
+  | MailboxFullError
 
 /**
  * Every error of this module.
@@ -368,7 +389,8 @@ export const RpcCallError = Schema.Union([
   RpcServiceStoppedError,
   FrameTooLargeError,
   RemoteDefectError,
-  RpcSerializationError
+  RpcSerializationError,
+  MailboxFullError
 ])
 
 /**

@@ -64,6 +64,68 @@ export interface RpcServiceShape {
   readonly isStopped: Effect.Effect<boolean>
   /** The ids of the endpoints that are live on this service. */
   readonly endpointIds: Effect.Effect<ReadonlyArray<string>>
+  /** What the service holds right now: its endpoints and their mailboxes, its connections, its calls in flight. */
+  readonly introspect: Effect.Effect<Snapshot>
+}
+
+/**
+ * A point-in-time view of an RpcService, for dashboards, health checks and leak tests.
+ *
+ * @since 0.1.0
+ */
+export interface Snapshot {
+  readonly service: string
+  /** The `host:port` it advertises; undefined for an in-process service. */
+  readonly authority: string | undefined
+  readonly lifecycle: "running" | "stopping" | "stopped"
+  /** The live endpoints (terminated ones are gone). */
+  readonly endpoints: ReadonlyArray<EndpointSnapshot>
+  /** The transport's connections that are opening or open. */
+  readonly connections: ReadonlyArray<ConnectionSnapshot>
+  /** Asks made through this service's clients that have not settled yet, local and remote. */
+  readonly inFlightCalls: number
+  /** Ask timeouts still armed (one per ask in flight that has a timeout). */
+  readonly pendingTimeouts: number
+}
+
+/**
+ * One endpoint in a {@link Snapshot}.
+ *
+ * @since 0.1.0
+ */
+export interface EndpointSnapshot {
+  readonly endpointId: string
+  readonly address: string
+  readonly state: "created" | "started" | "stopping" | "terminated"
+  /** Messages queued and not yet taken by the main thread. */
+  readonly mailboxDepth: number
+  /** The mailbox's bound; undefined when unbounded. */
+  readonly mailboxCapacity: number | undefined
+  /** Is a main-thread fiber alive (the endpoint is processing or about to)? */
+  readonly busy: boolean
+  readonly fenced: boolean
+}
+
+/**
+ * One connection in a {@link Snapshot}.
+ *
+ * @since 0.1.0
+ */
+export interface ConnectionSnapshot {
+  /** The peer's `host:port` as dialled, or its remote address for an inbound connection. */
+  readonly peer: string
+  /** The peer service's name, once its hello has arrived. */
+  readonly peerService: string | undefined
+  readonly direction: "outbound" | "inbound"
+  readonly state: "opening" | "open" | "closed"
+  /** Asks sent on it that wait for their reply. */
+  readonly callsOut: number
+  /** Asks received on it that have not been answered yet. */
+  readonly callsIn: number
+  /** Bytes queued to write, in this library and in the socket. */
+  readonly bufferedBytes: number
+  /** Milliseconds since anything was heard from the peer. */
+  readonly silentMillis: number
 }
 
 /**
@@ -180,7 +242,13 @@ const makeRemote = (options: TlsOptions | undefined, tls: boolean) =>
     }
     const service = yield* makeService(options)
     const transport = yield* Transport.make(
-      { serviceName: service.name, config, lookup: (endpointId) => service.endpoint(endpointId) },
+      {
+        serviceName: service.name,
+        config,
+        lookup: (endpointId) => service.endpoint(endpointId),
+        instruments: service.instruments,
+        tracing: service.tracing
+      },
       listen,
       settings
     )

@@ -2,18 +2,29 @@
  * Builds gateway clients over a transport-neutral port: the same client code serves local and remote calls,
  * applying timeouts, call-site capture and the stopped-service check in one place.
  */
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import type * as Fiber from "effect/Fiber"
+import * as Tracer from "effect/Tracer"
 import { fileURLToPath } from "node:url"
 import type { RpcConfig } from "../RpcConfig.js"
 import { RpcServiceStoppedError, RpcTimeoutError } from "../RpcError.js"
 import type * as RpcGateway from "../RpcGateway.js"
 import type { Deadlines, Entry } from "./deadlines.js"
 import type { Resume } from "./endpoint.js"
+import type { Instruments } from "./metrics.js"
+
+/** An ask on its way: `cancel` drops interest in its reply; `interrupted` also asks the endpoint to skip it. */
+export interface Pending {
+  readonly cancel: (interrupted: boolean) => void
+}
 
 /**
  * How a client reaches its endpoint: one ask and one tell primitive, without timeouts. `ask` hands the outcome to
- * `resume` exactly once, possibly before it returns, and returns how to drop interest in a reply still to come.
+ * `resume` exactly once, possibly before it returns, and returns how to cancel a reply still to come.
+ * `timeoutMillis` (Infinity for none) travels with the ask so the endpoint can drop it once nobody waits; `span`
+ * is the caller's span when the call is traced.
  */
 export interface Port {
   readonly address: string
@@ -22,14 +33,17 @@ export interface Port {
     method: string,
     payload: unknown,
     token: unknown,
+    timeoutMillis: number,
+    span: Tracer.AnySpan | undefined,
     resume: Resume
-  ) => (() => void) | undefined
+  ) => Pending | undefined
   /** Sends a tell at once; returns the error to fail with when it cannot be sent. */
   readonly tell: (
     gateway: RpcGateway.Any,
     method: string,
     payload: unknown,
-    token: unknown
+    token: unknown,
+    span: Tracer.AnySpan | undefined
   ) => unknown
 }
 
@@ -40,6 +54,9 @@ export interface Origin {
   readonly isStopped: () => boolean
   /** Where the asks' timeouts are kept. */
   readonly deadlines: Deadlines
+  readonly instruments: Instruments
+  /** Asks made through the service's clients that have not settled yet. */
+  inFlight: number
 }
 
 const sourceDir = fileURLToPath(new URL("..", import.meta.url))
@@ -76,6 +93,16 @@ const timedOut = (address: string, method: string, timeoutMillis: number, callSi
   )
 }
 
+const spanAttributes = (qualified: string, address: string) => ({
+  "rpc.system": "effect-actor-rpc",
+  "rpc.method": qualified,
+  "rpc.address": address
+})
+
+/** The caller's span, when the call is to be traced. */
+const callerSpan = (fiber: Fiber.Fiber<unknown, unknown>): Tracer.AnySpan | undefined =>
+  Context.getOrUndefined(fiber.context, Tracer.ParentSpan)
+
 /** Makes a client of `gateway` over `port`; `token` yields the fencing token each call carries. */
 export const make = <G extends RpcGateway.Any>(
   gateway: G,
@@ -84,37 +111,57 @@ export const make = <G extends RpcGateway.Any>(
   token: () => unknown
 ): RpcGateway.Client<G> => {
   const client: Record<string, unknown> = { address: port.address, gateway }
+  const { config, instruments } = origin
   const stopped = (method: string) =>
     Effect.fail(new RpcServiceStoppedError({ service: origin.name, operation: `call ${gateway.name}.${method}` }))
   for (const [name, method] of Object.entries(gateway.methods as RpcGateway.Methods)) {
     const qualified = `${gateway.name}.${name}`
+    // Only calls made inside a span are traced: the check costs a lookup, a span about 5 µs.
+    const traced = <A, E>(call: (span: Tracer.AnySpan | undefined) => Effect.Effect<A, E>): Effect.Effect<A, E> =>
+      config.tracing
+        ? Effect.withFiber((fiber) =>
+          callerSpan(fiber) === undefined
+            ? call(undefined)
+            : Effect.useSpan(
+              `${qualified} (${method.kind})`,
+              { kind: "client", attributes: spanAttributes(qualified, port.address) },
+              call
+            )
+        )
+        : call(undefined)
     if (method.kind === "tell") {
-      client[name] = (payload: unknown) =>
+      const send = (payload: unknown, span: Tracer.AnySpan | undefined) =>
         Effect.suspend(() => {
           if (origin.isStopped()) return stopped(name)
-          const error = port.tell(gateway, name, payload, token())
+          const error = port.tell(gateway, name, payload, token(), span)
           return error === undefined ? Effect.void : Effect.fail(error)
         })
+      client[name] = config.tracing
+        ? (payload: unknown) => traced((span) => send(payload, span))
+        : (payload: unknown) => send(payload, undefined)
       continue
     }
     const methodTimeout = method.timeout
-    client[name] = (payload: unknown, options?: RpcGateway.CallOptions) => {
-      const callSite = origin.config.captureAskCallSite ? captureCallSite() : undefined
-      const timeout = options?.timeout !== undefined
-        ? Duration.fromInputUnsafe(options.timeout)
-        : methodTimeout ?? origin.config.askTimeout
-      const timeoutMillis = Duration.toMillis(timeout)
-      return Effect.callback<unknown, unknown>((resume) => {
+    const latency = instruments.enabled ? instruments.method(gateway.name, name).latency : undefined
+    const ask = (payload: unknown, timeoutMillis: number, callSite: Error | undefined, span: Tracer.AnySpan | undefined) =>
+      Effect.callback<unknown, unknown>((resume) => {
         if (origin.isStopped()) {
           resume(stopped(name))
           return
         }
-        // Whichever comes first, the reply or the deadline, settles the call; the other is then ignored.
+        const startedAt = latency === undefined ? 0 : performance.now()
+        // Whichever comes first, the reply, the deadline or an interruption, settles the call; the rest is ignored.
         let settled = false
         let entry: Entry | undefined
-        const cancel = port.ask(gateway, name, payload, token(), (exit) => {
-          if (settled) return
+        origin.inFlight++
+        const settle = () => {
           settled = true
+          origin.inFlight--
+          if (latency !== undefined) latency.update(performance.now() - startedAt)
+        }
+        const pending = port.ask(gateway, name, payload, token(), timeoutMillis, span, (exit) => {
+          if (settled) return
+          settle()
           if (entry !== undefined) origin.deadlines.remove(entry)
           resume(exit)
         })
@@ -122,18 +169,27 @@ export const make = <G extends RpcGateway.Any>(
         if (Number.isFinite(timeoutMillis)) {
           entry = origin.deadlines.add(timeoutMillis, () => {
             if (settled) return
-            settled = true
-            cancel?.()
+            settle()
+            pending?.cancel(false)
             resume(timedOut(port.address, qualified, timeoutMillis, callSite))
           })
         }
         return Effect.sync(() => {
           if (settled) return
-          settled = true
+          settle()
           if (entry !== undefined) origin.deadlines.remove(entry)
-          cancel?.()
+          pending?.cancel(true)
         })
       })
+    client[name] = (payload: unknown, options?: RpcGateway.CallOptions) => {
+      const callSite = config.captureAskCallSite ? captureCallSite() : undefined
+      const timeout = options?.timeout !== undefined
+        ? Duration.fromInputUnsafe(options.timeout)
+        : methodTimeout ?? config.askTimeout
+      const timeoutMillis = Duration.toMillis(timeout)
+      return config.tracing
+        ? traced((span) => ask(payload, timeoutMillis, callSite, span))
+        : ask(payload, timeoutMillis, callSite, undefined)
     }
   }
   return client as RpcGateway.Client<G>

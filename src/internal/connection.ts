@@ -17,6 +17,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
+import * as Tracer from "effect/Tracer"
 import type { Duplex } from "node:stream"
 import * as RpcAddress from "../RpcAddress.js"
 import type { RpcConfig } from "../RpcConfig.js"
@@ -31,8 +32,11 @@ import {
   RpcSerializationError
 } from "../RpcError.js"
 import type * as RpcGateway from "../RpcGateway.js"
-import { type EndpointRuntime, NoToken, type Resume } from "./endpoint.js"
+import type { ConnectionSnapshot } from "../RpcService.js"
+import type { Pending } from "./client.js"
+import { type EndpointRuntime, Invoke, NoToken, type Resume } from "./endpoint.js"
 import * as Frame from "./frame.js"
+import type { Instruments } from "./metrics.js"
 import * as Wire from "./wire.js"
 
 /** What a connection needs from the service it belongs to. */
@@ -48,6 +52,9 @@ export interface ConnectionHost {
   /** An inbound connection's peer said who it is: calls to that peer may use this connection. */
   readonly register: (connection: Connection, peerAuthority: string) => void
   readonly unregister: (connection: Connection) => void
+  readonly instruments: Instruments
+  /** Give traced calls a server span (`RpcConfig.tracing`). */
+  readonly tracing: boolean
 }
 
 /** One call out: the endpoint it goes to and what it carries. */
@@ -59,6 +66,9 @@ export interface OutboundCall {
   readonly payload: unknown
   /** `NoToken` for an unfenced call. */
   readonly token: unknown
+  /** An ask's timeout (Infinity for none): the receiver drops the ask once it has passed. */
+  readonly timeoutMillis: number
+  readonly span: Tracer.AnySpan | undefined
 }
 
 /** Why a connection could not be opened. */
@@ -67,11 +77,20 @@ export interface OpenFailure {
   readonly detail: string
 }
 
-interface PendingAsk {
-  readonly _tag: "Ask"
-  readonly call: OutboundCall
-  readonly spec: RpcGateway.Method
-  readonly resume: Resume
+/** An ask sent on this connection, waiting for its reply; also its caller's handle to cancel it. */
+class PendingAsk implements Pending {
+  readonly _tag = "Ask"
+  constructor(
+    readonly connection: Connection,
+    readonly id: number,
+    readonly call: OutboundCall,
+    readonly spec: RpcGateway.Method,
+    readonly resume: Resume
+  ) {}
+
+  cancel(interrupted: boolean): void {
+    this.connection.forget(this.id, interrupted)
+  }
 }
 
 interface PendingConnect {
@@ -121,6 +140,9 @@ export class Connection {
   closedBecause: OpenFailure | undefined
   private nextId = 1
   private readonly pending = new Map<number, PendingAsk | PendingConnect>()
+  /** Asks received on this connection and not yet answered, by the peer's request id: what a Cancel names. */
+  private readonly serving = new Map<number, Invoke>()
+  private clock: Clock.Clock | undefined
   private outbound: Array<Uint8Array> = []
   private stream: Duplex | undefined
   private flushScheduled = false
@@ -141,8 +163,33 @@ export class Connection {
     readonly peerLabel: string,
     readonly direction: "outbound" | "inbound"
   ) {
-    this.decoder = new Frame.FrameDecoder(host.config.maximumFrameSize)
+    // Until the peer's hello, nobody knows who it is: it may send no more than a hello needs.
+    this.decoder = new Frame.FrameDecoder(Math.min(HELLO_LIMIT, host.config.maximumFrameSize))
     if (direction === "outbound") this.sendHello()
+  }
+
+  /** What introspection shows of this connection. */
+  snapshot(): ConnectionSnapshot {
+    let callsOut = 0
+    for (const entry of this.pending.values()) if (entry._tag === "Ask") callsOut++
+    let bufferedBytes = 0
+    for (const chunk of this.outbound) bufferedBytes += chunk.length
+    return {
+      peer: this.peerLabel,
+      peerService: this.peer?.service,
+      direction: this.direction,
+      state: this.state,
+      callsOut,
+      callsIn: this.serving.size,
+      bufferedBytes: bufferedBytes + (this.stream?.writableLength ?? 0),
+      silentMillis: this.clock === undefined ? 0 : this.clock.currentTimeMillisUnsafe() - this.lastHeard
+    }
+  }
+
+  /** Drops interest in ask `id`; when its caller was interrupted, the peer is asked to skip it too. */
+  forget(id: number, interrupted: boolean): void {
+    if (!this.pending.delete(id)) return
+    if (interrupted && this.state === "open") this.push(Wire.cancel(id))
   }
 
   private get limit(): number {
@@ -156,6 +203,7 @@ export class Connection {
   }
 
   private push(frame: Wire.OutFrame): void {
+    if (this.host.instruments.enabled) this.host.instruments.frame("out", frame.size)
     this.outbound.push(frame.bytes)
     if (frame.tail !== undefined) this.outbound.push(frame.tail)
     if (!this.flushScheduled) {
@@ -186,13 +234,17 @@ export class Connection {
       stream.uncork()
     }
     if (!ok) {
+      // The peer reads slower than this side answers: stop reading its calls until it catches up, so a peer that
+      // never reads cannot make this side queue replies without bound.
       this.draining = true
+      stream.pause()
       stream.once("drain", this.drained)
     }
   }
 
   private readonly drained = (): void => {
     this.draining = false
+    if (this.state !== "closed") this.stream?.resume()
     this.flush()
   }
 
@@ -246,12 +298,18 @@ export class Connection {
     let frame: Wire.OutFrame
     try {
       const token = call.token === NoToken ? undefined : { value: call.token }
-      frame = Wire.invoke(tell, id, call.endpointId, gateway.name, method, token, encoded.success)
+      const timeout = call.timeoutMillis === Infinity ? undefined : Math.max(0, Math.ceil(call.timeoutMillis))
+      const span = call.span
+      const trace = span === undefined
+        ? undefined
+        : { traceId: span.traceId, spanId: span.spanId, sampled: span.sampled }
+      frame = Wire.invoke(tell, id, call.endpointId, gateway.name, method, token, timeout, trace, encoded.success)
     } catch (error) {
       return Result.fail(cannotEncodeRequest(call, `the fencing token cannot be packed: ${describe(error)}`))
     }
     const limit = this.limit
     if (frame.size > limit) {
+      this.host.instruments.reject("oversized")
       const qualified = qualify(gateway.name, method)
       return Result.fail(
         new FrameTooLargeError({ address, method: qualified, direction: "request", size: frame.size, limit })
@@ -264,7 +322,7 @@ export class Connection {
    * Sends an ask; `resume` gets the decoded reply, or a failure at once if the connection closes. Returns how to
    * forget the call (a reply arriving after that is dropped).
    */
-  ask(call: OutboundCall, resume: Resume): (() => void) | undefined {
+  ask(call: OutboundCall, resume: Resume): Pending | undefined {
     if (this.state === "closed") {
       resume(unreachable(call.address, qualify(call.gateway.name, call.method), this.lostReason()))
       return undefined
@@ -276,9 +334,10 @@ export class Connection {
       return undefined
     }
     const spec = (call.gateway.methods as RpcGateway.Methods)[call.method]!
-    this.pending.set(id, { _tag: "Ask", call, spec, resume })
+    const pending = new PendingAsk(this, id, call, spec, resume)
+    this.pending.set(id, pending)
     this.push(frame.success)
-    return () => this.pending.delete(id)
+    return pending
   }
 
   /** Sends a tell; returns the error to fail with when it cannot be sent. */
@@ -299,6 +358,7 @@ export class Connection {
 
   private onFrame = (body: Uint8Array): void => {
     if (this.state === "closed") return
+    if (this.host.instruments.enabled) this.host.instruments.frame("in", body.length)
     const message = Wire.decode(body)
     if (message instanceof Wire.WireError) {
       this.protocolError(message.detail)
@@ -330,6 +390,9 @@ export class Connection {
       case "Heartbeat":
         if (!message.reply) this.push(Wire.heartbeatReply)
         return
+      case "Cancel":
+        this.serving.get(message.id)?.cancel(true)
+        return
       case "Close":
         this.close({ reason: toReason(message.reason), detail: `the peer closed it: ${message.detail}` }, false)
         return
@@ -348,6 +411,7 @@ export class Connection {
       return
     }
     this.peer = { incarnation: hello.incarnation, service: hello.service, maximumFrameSize: hello.maximumFrameSize }
+    this.decoder.limit = this.host.config.maximumFrameSize
     if (this.direction === "inbound") {
       this.sendHello()
       if (hello.authority !== null) this.host.register(this, hello.authority)
@@ -430,14 +494,23 @@ export class Connection {
       )
     }
     const token = invoke.token === undefined ? NoToken : runtime.decodeToken(invoke.token.value)
-    runtime.invoke({
-      _tag: "Invoke",
-      gateway: invoke.gateway,
-      method: invoke.method,
-      payload: payload.success,
+    const timeout = invoke.timeout ?? Infinity
+    // The peer's clock is not this one: the deadline is the time left when it was sent, counted from arrival.
+    const deadline = timeout === Infinity ? Infinity : this.clock!.currentTimeMillisUnsafe() + timeout
+    const span = invoke.trace === undefined || !this.host.tracing ? undefined : Tracer.externalSpan(invoke.trace)
+    const invocation = new Invoke(
+      invoke.gateway,
+      invoke.method,
+      payload.success,
       token,
-      resume: isAsk ? this.replyTo(invoke, spec) : undefined
-    })
+      isAsk ? this.replyTo(invoke, spec) : undefined,
+      timeout,
+      deadline,
+      span
+    )
+    if (isAsk) this.serving.set(invoke.id, invocation)
+    // A tell refused by a full mailbox has nobody to tell; the rejection metric has counted it.
+    runtime.invoke(invocation)
   }
 
   private replyTo(invoke: InvokeMessage, spec: RpcGateway.Method): Resume {
@@ -448,6 +521,12 @@ export class Connection {
   private sendReply(invoke: InvokeMessage, spec: RpcGateway.Method | undefined, exit: Exit.Exit<unknown, unknown>): void {
     if (this.state === "closed") return
     const id = invoke.id
+    const served = this.serving.get(id)
+    if (served !== undefined) {
+      this.serving.delete(id)
+      // The caller cancelled it: nobody reads the answer.
+      if (served.cancelled) return
+    }
     let frame: Wire.OutFrame
     if (Exit.isSuccess(exit)) {
       // A `void` handler may still return something (TypeScript allows it); there is nothing to send.
@@ -473,6 +552,7 @@ export class Connection {
     }
     const limit = this.limit
     if (frame.size > limit) {
+      this.host.instruments.reject("oversized")
       frame = this.errorReply(
         invoke,
         new FrameTooLargeError({ ...this.target(invoke), direction: "response", size: frame.size, limit })
@@ -547,6 +627,9 @@ export class Connection {
     const reason = this.lostReason()
     const pending = [...this.pending.values()]
     this.pending.clear()
+    // Their handlers may still run (they are queued on endpoints), but there is nobody to answer any more.
+    for (const invocation of this.serving.values()) invocation.cancel(true)
+    this.serving.clear()
     for (const entry of pending) {
       if (entry._tag === "Ask") {
         entry.resume(unreachable(entry.call.address, qualify(entry.call.gateway.name, entry.call.method), reason))
@@ -580,12 +663,14 @@ export class Connection {
         const bytes = typeof chunk === "string" ? Buffer.from(chunk) : chunk
         const error = self.decoder.push(bytes, self.onFrame)
         if (error !== undefined) {
+          if (error.oversized) self.host.instruments.reject("oversized")
           self.warning = error.detail
           self.protocolError(error.detail)
         }
       }
       const onEnd = () => lost()
       const attach = Effect.sync(() => {
+        self.clock = clock
         self.stream = stream
         self.lastHeard = clock.currentTimeMillisUnsafe()
         stream.on("data", onData)
@@ -644,6 +729,7 @@ export class Connection {
           const now = clock.currentTimeMillisUnsafe()
           if (self.state === "opening") {
             if (now - started >= connectTimeout) {
+              if (self.direction === "inbound") self.host.instruments.refuse("handshake_timeout")
               self.close({ reason: "Unreachable", detail: `no hello from the peer within ${connectTimeout} ms` }, true)
             }
             continue
@@ -654,6 +740,7 @@ export class Connection {
             yield* Effect.logWarning(
               `No message or heartbeat from ${self.peerLabel} for ${silent} ms; declaring the peer dead`
             ).pipe(Effect.annotateLogs({ service: self.host.serviceName }))
+            self.host.instruments.heartbeatMiss()
             self.close({ reason: "Unreachable", detail: `no heartbeat from the peer for ${silent} ms` }, true)
             return
           }
@@ -663,6 +750,12 @@ export class Connection {
     )
   }
 }
+
+/**
+ * The largest frame accepted before the peer's hello. A hello is a few hundred bytes; an unknown peer must not
+ * make this side buffer megabytes before it has even said who it is.
+ */
+const HELLO_LIMIT = 64 * 1024
 
 /** Up to this many bytes of small queued chunks are copied into one buffer, so that they cost one write. */
 const COALESCE_BYTES = 256 * 1024

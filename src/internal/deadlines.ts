@@ -39,9 +39,21 @@ export class Deadlines {
   private closed = false
   /** Set while the timer fiber fires entries: it recomputes the earliest deadline itself afterwards. */
   private ticking = false
+  /** How many entries are pending. */
+  size = 0
 
   constructor(private readonly context: Context.Context<never>) {
     this.clock = Context.get(context, Clock.Clock)
+  }
+
+  /** The time by the service's clock, in milliseconds. */
+  now(): number {
+    return this.clock.currentTimeMillisUnsafe()
+  }
+
+  /** Is the timer fiber alive? */
+  get timerActive(): boolean {
+    return this.fiber !== undefined
   }
 
   /** Calls `fire` (on the timer fiber) once `millis` have passed, unless the entry is removed first. */
@@ -53,6 +65,7 @@ export class Deadlines {
     if (list.tail === undefined) list.head = entry
     else list.tail.next = entry
     list.tail = entry
+    this.size++
     if (deadline < this.armedAt && !this.closed && !this.ticking) this.arm()
     return entry
   }
@@ -62,6 +75,7 @@ export class Deadlines {
     const list = entry.list
     if (list === undefined) return
     entry.list = undefined
+    this.size--
     if (entry.prev === undefined) list.head = entry.next
     else entry.prev.next = entry.next
     if (entry.next === undefined) list.tail = entry.prev
@@ -73,6 +87,7 @@ export class Deadlines {
   close(): void {
     this.closed = true
     this.lists.clear()
+    this.size = 0
     const fiber = this.fiber
     this.fiber = undefined
     this.armedAt = Infinity

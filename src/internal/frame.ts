@@ -10,21 +10,33 @@ export const HEADER_BYTES = 4
 /** Why the byte stream cannot be framed; the connection must be closed. */
 export class FrameError {
   readonly _tag = "FrameError"
-  constructor(readonly detail: string) {}
+  constructor(
+    readonly detail: string,
+    /** A length prefix exceeded the limit. */
+    readonly oversized = false
+  ) {}
 }
 
 /** Turns chunks of a byte stream into frames, whatever the chunking. */
+/** Bodies up to this size are received into one buffer allocated at once; larger ones piece by piece. */
+const PREALLOCATE_BYTES = 256 * 1024
+
 export class FrameDecoder {
   private readonly header = new Uint8Array(HEADER_BYTES)
   private headerFilled = 0
-  private body: Uint8Array | undefined
+  /** The length of the body being received; 0 between frames. */
+  private length = 0
+  // A large body arriving in pieces is kept as the pieces and joined once complete: memory grows with the bytes
+  // that actually arrived, not with what a length prefix claims.
+  private parts: Array<Uint8Array> = []
   private bodyFilled = 0
 
-  constructor(readonly limit: number) {}
+  /** The largest body accepted; it may be raised once the peer is known (see Connection). */
+  constructor(public limit: number) {}
 
   /** Bytes received but not yet part of a complete frame. */
   get buffered(): number {
-    return this.body === undefined ? this.headerFilled : this.bodyFilled
+    return this.length === 0 ? this.headerFilled : this.bodyFilled
   }
 
   /** Feeds one chunk; calls `onFrame` for each frame it completes, or returns the error that ends the stream. */
@@ -32,7 +44,7 @@ export class FrameDecoder {
     let offset = 0
     const end = chunk.length
     while (offset < end) {
-      if (this.body === undefined) {
+      if (this.length === 0) {
         let length: number
         if (this.headerFilled === 0 && end - offset >= HEADER_BYTES) {
           length = readLength(chunk, offset)
@@ -48,7 +60,7 @@ export class FrameDecoder {
         }
         if (length === 0) return new FrameError("a frame with an empty body")
         if (length > this.limit) {
-          return new FrameError(`a frame of ${length} bytes, over the maximum frame size of ${this.limit} bytes`)
+          return new FrameError(`a frame of ${length} bytes, over the maximum frame size of ${this.limit} bytes`, true)
         }
         if (end - offset >= length) {
           // The whole body is in this chunk: hand out a view instead of copying.
@@ -56,16 +68,25 @@ export class FrameDecoder {
           offset += length
           continue
         }
-        this.body = new Uint8Array(length)
+        this.length = length
         this.bodyFilled = 0
       }
-      const body = this.body
-      const take = Math.min(body.length - this.bodyFilled, end - offset)
-      body.set(chunk.subarray(offset, offset + take), this.bodyFilled)
+      const take = Math.min(this.length - this.bodyFilled, end - offset)
+      if (this.length <= PREALLOCATE_BYTES) {
+        if (this.parts.length === 0) this.parts.push(new Uint8Array(this.length))
+        this.parts[0]!.set(chunk.subarray(offset, offset + take), this.bodyFilled)
+      } else {
+        // A view would pin the whole chunk, and the caller may reuse it: keep a copy of just these bytes.
+        this.parts.push(chunk.slice(offset, offset + take))
+      }
       this.bodyFilled += take
       offset += take
-      if (this.bodyFilled === body.length) {
-        this.body = undefined
+      if (this.bodyFilled === this.length) {
+        const parts = this.parts
+        const body = parts.length === 1 ? parts[0]! : Buffer.concat(parts, this.length)
+        this.parts = []
+        this.length = 0
+        this.bodyFilled = 0
         onFrame(body)
       }
     }

@@ -25,6 +25,8 @@ export interface Mailbox<A> {
   readonly isClosed: () => boolean
   /** Is a main-thread fiber alive right now? (Never while the mailbox is idle.) */
   readonly isActive: () => boolean
+  /** The main-thread fiber, while there is one. */
+  readonly current: () => Fiber.Fiber<unknown, unknown> | undefined
 }
 
 /** The state of one turn of the main thread: messages left before it yields, and whether it has lingered. */
@@ -166,6 +168,10 @@ class MailboxImpl<A, R> implements Mailbox<A> {
 
   isActive(): boolean {
     return this.fiber !== undefined
+  }
+
+  current(): Fiber.Fiber<unknown, unknown> | undefined {
+    return this.fiber
   }
 }
 

@@ -23,11 +23,12 @@ import {
 import type * as RpcEndpoint from "../RpcEndpoint.js"
 import type * as RpcGateway from "../RpcGateway.js"
 import type { RpcServer } from "../RpcServer.js"
-import type { RpcServiceShape } from "../RpcService.js"
+import type { RpcServiceShape, Snapshot } from "../RpcService.js"
 import * as Client from "./client.js"
 import { Deadlines } from "./deadlines.js"
 import { randomUuid } from "./ids.js"
-import { EndpointRuntime, type Host, NoToken } from "./endpoint.js"
+import { EndpointRuntime, type Host, Invoke, NoToken } from "./endpoint.js"
+import { Instruments } from "./metrics.js"
 import type { Connection } from "./connection.js"
 import type { Transport } from "./transport.js"
 
@@ -117,6 +118,8 @@ export class LocalService implements RpcServiceShape, Host {
   private readonly selfClients = new WeakMap<EndpointRuntime, Map<string, RpcGateway.Client<any>>>()
   private transport: Transport | undefined
   readonly throughput: number
+  readonly instruments: Instruments
+  readonly tracing: boolean
 
   private readonly deadlines: Deadlines
 
@@ -128,8 +131,19 @@ export class LocalService implements RpcServiceShape, Host {
     services.set(name, this)
     this.throughput = config.mailboxThroughput
     this.deadlines = new Deadlines(context)
-    this.origin = { name, config, isStopped: () => this.lifecycle === "stopped", deadlines: this.deadlines }
+    this.instruments = new Instruments(context, config.metrics)
+    this.tracing = config.tracing
+    this.origin = {
+      name,
+      config,
+      isStopped: () => this.lifecycle === "stopped",
+      deadlines: this.deadlines,
+      instruments: this.instruments,
+      inFlight: 0
+    }
   }
+
+  readonly now = (): number => this.deadlines.now()
 
   /** Gives the service a socket transport: its endpoints get `rpc://` (or `rpcs://`) addresses from then on. */
   attach(transport: Transport): void {
@@ -220,14 +234,14 @@ export class LocalService implements RpcServiceShape, Host {
   private port(runtime: EndpointRuntime): Client.Port {
     return {
       address: runtime.address,
-      ask: (gateway, method, payload, token, resume) => {
-        runtime.invoke({ _tag: "Invoke", gateway: gateway.name, method, payload, token, resume })
-        return undefined
+      ask: (gateway, method, payload, token, timeoutMillis, span, resume) => {
+        const deadline = timeoutMillis === Infinity ? Infinity : this.deadlines.now() + timeoutMillis
+        const invocation = new Invoke(gateway.name, method, payload, token, resume, timeoutMillis, deadline, span)
+        runtime.invoke(invocation)
+        return invocation
       },
-      tell: (gateway, method, payload, token) => {
-        runtime.invoke({ _tag: "Invoke", gateway: gateway.name, method, payload, token, resume: undefined })
-        return undefined
-      }
+      tell: (gateway, method, payload, token, span) =>
+        runtime.invoke(new Invoke(gateway.name, method, payload, token, undefined, Infinity, Infinity, span))
     }
   }
 
@@ -241,18 +255,18 @@ export class LocalService implements RpcServiceShape, Host {
       })
     return {
       address,
-      ask: (gateway, method, payload, token, resume) => {
+      ask: (gateway, method, payload, token, timeoutMillis, span, resume) => {
         const target = connection(gateway, method)
         if (target instanceof RecipientUnreachableError) {
           resume(Exit.fail(target))
           return undefined
         }
-        return target.ask({ address, endpointId, gateway, method, payload, token }, resume)
+        return target.ask({ address, endpointId, gateway, method, payload, token, timeoutMillis, span }, resume)
       },
-      tell: (gateway, method, payload, token) => {
+      tell: (gateway, method, payload, token, span) => {
         const target = connection(gateway, method)
         if (target instanceof RecipientUnreachableError) return target
-        return target.tell({ address, endpointId, gateway, method, payload, token })
+        return target.tell({ address, endpointId, gateway, method, payload, token, timeoutMillis: Infinity, span })
       }
     }
   }
@@ -403,6 +417,16 @@ export class LocalService implements RpcServiceShape, Host {
   readonly awaitTermination: Effect.Effect<void, unknown> = Deferred.await(this.shutdownResult)
 
   readonly isStopped: Effect.Effect<boolean> = Effect.sync(() => this.lifecycle === "stopped")
+
+  readonly introspect: Effect.Effect<Snapshot> = Effect.sync((): Snapshot => ({
+    service: this.name,
+    authority: this.transport?.authority,
+    lifecycle: this.lifecycle,
+    endpoints: [...this.endpoints.values()].map((runtime) => runtime.snapshot()),
+    connections: this.transport?.snapshot() ?? [],
+    inFlightCalls: this.origin.inFlight,
+    pendingTimeouts: this.deadlines.size
+  }))
 
   /** The ids of the live endpoints. */
   readonly endpointIds: Effect.Effect<ReadonlyArray<string>> = Effect.sync(() => [...this.endpoints.keys()])

@@ -21,8 +21,10 @@ import * as Tls from "node:tls"
 import * as RpcAddress from "../RpcAddress.js"
 import type { RpcConfig } from "../RpcConfig.js"
 import { describe, RpcBindError } from "../RpcError.js"
+import type { ConnectionSnapshot } from "../RpcService.js"
 import { Connection, type ConnectionHost, type OpenFailure } from "./connection.js"
 import type { EndpointRuntime } from "./endpoint.js"
+import type { Instruments } from "./metrics.js"
 import * as Ports from "./ports.js"
 
 /** TLS material and trust settings, loaded. */
@@ -47,6 +49,8 @@ export interface TransportHost {
   readonly serviceName: string
   readonly config: RpcConfig
   readonly lookup: (endpointId: string) => EndpointRuntime | undefined
+  readonly instruments: Instruments
+  readonly tracing: boolean
 }
 
 const isPem = (text: string) => text.includes("-----BEGIN ")
@@ -114,8 +118,14 @@ export class Transport {
         for (const [peer, registered] of this.connections) {
           if (registered === connection) this.connections.delete(peer)
         }
-      }
+      },
+      instruments: host.instruments,
+      tracing: host.tracing
     }
+  }
+
+  snapshot(): Array<ConnectionSnapshot> {
+    return [...this.live.keys()].map((connection) => connection.snapshot())
   }
 
   /** How many connections are open or opening. */

@@ -11,7 +11,7 @@ import { Decoder, Encoder } from "@msgpack/msgpack"
 import * as Frame from "./frame.js"
 
 /** The protocol version this library speaks; a peer with another version is refused at hello. */
-export const VERSION = 2
+export const VERSION = 3
 
 /** Message type codes, the first element of every frame body. */
 export const Type = {
@@ -22,11 +22,19 @@ export const Type = {
   Tell: 4,
   Reply: 5,
   Heartbeat: 6,
-  Close: 7
+  Close: 7,
+  Cancel: 8
 } as const
 
 /** How a reply ended: the method's success, the method's failure, or one of the library's call errors. */
 export const Outcome = { Success: 0, Failure: 1, Error: 2 } as const
+
+/** The span a call was made in, so the receiver's span continues the caller's trace. */
+export interface TraceContext {
+  readonly traceId: string
+  readonly spanId: string
+  readonly sampled: boolean
+}
 
 /** A decoded frame body. */
 export type Message =
@@ -54,8 +62,13 @@ export type Message =
     readonly method: string
     /** Absent (`undefined`) for an unfenced call. */
     readonly token: { readonly value: unknown } | undefined
+    /** An ask's time left when it was sent, in milliseconds; absent for tells and asks without a timeout. */
+    readonly timeout: number | undefined
+    /** Absent when the caller was not tracing. */
+    readonly trace: TraceContext | undefined
     readonly payload: unknown
   }
+  | { readonly _tag: "Cancel"; readonly id: number }
   | { readonly _tag: "Reply"; readonly id: number; readonly outcome: number; readonly value: unknown }
   | { readonly _tag: "Heartbeat"; readonly reply: boolean }
   | { readonly _tag: "Close"; readonly reason: string; readonly detail: string }
@@ -121,7 +134,7 @@ export const connect = (id: number, endpointId: string, gateway: string, fingerp
 export const connected = (id: number, reason: string | null, detail: string) =>
   frame([Type.Connected, id, reason, detail])
 
-/** A call; `token` is absent for unfenced calls. */
+/** A call; `token` is absent for unfenced calls, `timeout` for tells and asks without one. */
 export const invoke = (
   tell: boolean,
   id: number,
@@ -129,13 +142,21 @@ export const invoke = (
   gateway: string,
   method: string,
   token: { readonly value: unknown } | undefined,
+  timeout: number | undefined,
+  trace: TraceContext | undefined,
   payload: unknown
-) =>
-  frame(
+) => {
+  const wireToken = token === undefined ? null : [token.value]
+  const wireTrace = trace === undefined ? null : [trace.traceId, trace.spanId, trace.sampled]
+  return frame(
     tell
-      ? [Type.Tell, endpointId, gateway, method, token === undefined ? null : [token.value], payload]
-      : [Type.Ask, id, endpointId, gateway, method, token === undefined ? null : [token.value], payload]
+      ? [Type.Tell, endpointId, gateway, method, wireToken, wireTrace, payload]
+      : [Type.Ask, id, endpointId, gateway, method, wireToken, timeout ?? null, wireTrace, payload]
   )
+}
+
+/** The caller of ask `id` gave up (it was interrupted): drop the ask if its handler has not started. */
+export const cancel = (id: number) => frame([Type.Cancel, id])
 
 /** The answer to an ask. */
 export const reply = (id: number, outcome: number, value: unknown) => frame([Type.Reply, id, outcome, value])
@@ -161,6 +182,16 @@ export class WireError {
 const isId = (u: unknown): u is number => typeof u === "number" && Number.isSafeInteger(u) && u >= 0
 const isString = (u: unknown): u is string => typeof u === "string"
 const isToken = (u: unknown): u is null | [unknown] => u === null || (Array.isArray(u) && u.length === 1)
+const isTimeout = (u: unknown): u is null | number => u === null || (typeof u === "number" && u >= 0 && u <= MAX_TIMEOUT)
+const isTrace = (u: unknown): u is null | [string, string, boolean] =>
+  u === null ||
+  (Array.isArray(u) && u.length === 3 && isString(u[0]) && u[0].length <= 64 && isString(u[1]) && u[1].length <= 64 &&
+    typeof u[2] === "boolean")
+const toTrace = (u: null | [string, string, boolean]): TraceContext | undefined =>
+  u === null ? undefined : { traceId: u[0], spanId: u[1], sampled: u[2] }
+
+/** The longest timeout an ask may carry (the largest a Node timer accepts, about 24.8 days). */
+const MAX_TIMEOUT = 2 ** 31 - 1
 
 /** Decodes and checks a frame body; anything malformed is a `WireError`, never a throw. */
 export const decode = (body: Uint8Array): Message | WireError => {
@@ -192,7 +223,10 @@ export const decode = (body: Uint8Array): Message | WireError => {
       }
       break
     case Type.Ask:
-      if (m.length === 7 && isId(m[1]) && isString(m[2]) && isString(m[3]) && isString(m[4]) && isToken(m[5])) {
+      if (
+        m.length === 9 && isId(m[1]) && isString(m[2]) && isString(m[3]) && isString(m[4]) && isToken(m[5]) &&
+        isTimeout(m[6]) && isTrace(m[7])
+      ) {
         return {
           _tag: "Ask",
           id: m[1],
@@ -200,12 +234,14 @@ export const decode = (body: Uint8Array): Message | WireError => {
           gateway: m[3],
           method: m[4],
           token: m[5] === null ? undefined : { value: m[5][0] },
-          payload: m[6]
+          timeout: m[6] ?? undefined,
+          trace: toTrace(m[7]),
+          payload: m[8]
         }
       }
       break
     case Type.Tell:
-      if (m.length === 6 && isString(m[1]) && isString(m[2]) && isString(m[3]) && isToken(m[4])) {
+      if (m.length === 7 && isString(m[1]) && isString(m[2]) && isString(m[3]) && isToken(m[4]) && isTrace(m[5])) {
         return {
           _tag: "Tell",
           id: 0,
@@ -213,9 +249,14 @@ export const decode = (body: Uint8Array): Message | WireError => {
           gateway: m[2],
           method: m[3],
           token: m[4] === null ? undefined : { value: m[4][0] },
-          payload: m[5]
+          timeout: undefined,
+          trace: toTrace(m[5]),
+          payload: m[6]
         }
       }
+      break
+    case Type.Cancel:
+      if (m.length === 2 && isId(m[1])) return { _tag: "Cancel", id: m[1] }
       break
     case Type.Reply:
       if (m.length === 4 && isId(m[1]) && (m[2] === 0 || m[2] === 1 || m[2] === 2)) {

@@ -3,12 +3,13 @@
  * closing connection fails every call in flight at once.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Schema } from "effect"
+import { Context, Effect, Exit, Fiber, Schema } from "effect"
 import { Duplex } from "node:stream"
 import { RpcConfig, RpcError, RpcGateway } from "effect-actor-rpc"
 import { Connection, type ConnectionHost } from "../../src/internal/connection.js"
 import { NoToken } from "../../src/internal/endpoint.js"
 import * as Frame from "../../src/internal/frame.js"
+import { Instruments } from "../../src/internal/metrics.js"
 import * as Wire from "../../src/internal/wire.js"
 import { settle } from "../fixtures/common.js"
 
@@ -22,7 +23,9 @@ const host: ConnectionHost = {
   protocol: "rpc",
   lookup: () => undefined,
   register: () => {},
-  unregister: () => {}
+  unregister: () => {},
+  instruments: new Instruments(Context.empty(), false),
+  tracing: false
 }
 
 /**
@@ -66,13 +69,15 @@ const call = (n: number) => ({
   gateway: Gateway,
   method: "get",
   payload: n,
-  token: NoToken
+  token: NoToken,
+  timeoutMillis: Infinity,
+  span: undefined
 })
 
 const askOn = (connection: Connection) => (outbound: ReturnType<typeof call>) =>
   Effect.callback<unknown, unknown>((resume) => {
-    const forget = connection.ask(outbound, resume)
-    return forget === undefined ? undefined : Effect.sync(forget)
+    const pending = connection.ask(outbound, resume)
+    return pending === undefined ? undefined : Effect.sync(() => pending.cancel(true))
   })
 
 const noClassify = () => ({ reason: "Unreachable" as const, detail: "" })

@@ -46,7 +46,7 @@ describe("wire", () => {
 
   it("an ask whose payload is a tail keeps its fields and token", () => {
     const payload = bytesOf(Wire.TAIL_BYTES, 7)
-    const frame = Wire.invoke(false, 42, "endpoint", "Gateway", "method", { value: 3 }, payload)
+    const frame = Wire.invoke(false, 42, "endpoint", "Gateway", "method", { value: 3 }, 1500, undefined, payload)
     assert.isDefined(frame.tail)
     const [message] = decodeStream(concat(chunksOf(frame)))
     assert.deepStrictEqual(message, {
@@ -56,6 +56,8 @@ describe("wire", () => {
       gateway: "Gateway",
       method: "method",
       token: { value: 3 },
+      timeout: 1500,
+      trace: undefined,
       payload: Buffer.from(payload)
     })
   })
