@@ -2,7 +2,8 @@
  * The load run (test/load/load.ts) at a size the suite can afford: 100 endpoints, 10,000 asks all in flight at
  * once and 100,000 tells, over TCP and in-process. Every count is exact: each ask answered once with its own id,
  * every tell received once and in order per sender; the heap after the load and after the services closed within
- * 2 MiB of its baseline. The full run (1,000,000 tells) is `npm run load`; see docs/RELIABILITY.md.
+ * 2 MiB of its baseline; RpcService.introspect shows every ask in flight at once, and nothing in flight, queued or
+ * armed after the load and after the scope closed. The full run (1,000,000 tells) is `npm run load`; see docs/RELIABILITY.md.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
@@ -74,6 +75,20 @@ describe("load", () => {
         const { heap } = report
         assert.isAtMost(heap.afterLoad - heap.baseline, heap.boundBytes, Load.format(report))
         assert.isAtMost(heap.afterClose - heap.baseline, heap.boundBytes, Load.format(report))
+        // RpcService.introspect: everything in flight at the gate, nothing once the load is done or the scope closed.
+        const { afterClose, afterLoad, allAsksInFlight } = report.introspection
+        assert.strictEqual(allAsksInFlight?.client.inFlightCalls, ASKS)
+        assert.strictEqual(allAsksInFlight?.client.pendingTimeouts, ASKS)
+        for (const summary of [afterLoad.client, afterLoad.server, afterClose.client, afterClose.server]) {
+          assert.strictEqual(summary.inFlightCalls, 0)
+          assert.strictEqual(summary.pendingTimeouts, 0)
+          assert.strictEqual(summary.mailboxDepth, 0)
+        }
+        assert.strictEqual(afterLoad.server.endpoints, ENDPOINTS)
+        for (const summary of [afterClose.client, afterClose.server]) {
+          assert.deepStrictEqual([summary.lifecycle, summary.endpoints, summary.connections], ["stopped", 0, 0])
+        }
+        // Everything above and the rest of the engine's checks (exact introspection counts, Node handles).
         assert.deepStrictEqual(report.problems, [])
       }), { timeout: 60_000 })
   }

@@ -26,6 +26,12 @@
  *   after the load and after the scope closed: nothing the services opened (listening and connected sockets,
  *   timers) may be left once it has closed.
  *
+ * - **Introspection.** `RpcService.introspect` of both services, summed up: with every ask in flight (the client
+ *   has exactly `asks` calls and timeouts pending; over TCP its connection has `asks` calls out and the server's
+ *   `asks` calls in); after the load (nothing in flight, no timeout armed, every mailbox empty, nothing buffered,
+ *   one open connection each way over TCP); and after the scope closed (no endpoint, connection, call or timeout
+ *   left; both stopped).
+ *
  * `run` fails only as a defect, when the services cannot be set up; everything that went wrong under load is a
  * line of `report.problems`.
  */
@@ -69,9 +75,11 @@ class AskGate {
   openedAt = 0
   /** heapUsed after a forced collection at the moment the last ask arrived, all of them in flight. */
   heldHeap = 0
-  /** How long the collection for `heldHeap` took: not part of the phase's wall time. */
+  /** How long the collection for `heldHeap` and the snapshots took: not part of the phase's wall time. */
   gcMillis = 0
   measure = false
+  /** Runs synchronously when the last ask has arrived, before any reply is released. */
+  onFull: (() => void) | undefined = undefined
   deferred = Deferred.makeUnsafe<void>()
 
   reset(expected: number): void {
@@ -90,6 +98,7 @@ class AskGate {
       if (this.measure) {
         gcFunction()()
         this.heldHeap = process.memoryUsage().heapUsed
+        this.onFull?.()
         this.gcMillis = performance.now() - this.openedAt
       }
       this.open("count")
@@ -292,6 +301,33 @@ export interface HeapReport {
   readonly boundBytes: number
 }
 
+/** A service's `introspect` snapshot, summed up. */
+export interface SnapshotSummary {
+  readonly lifecycle: string
+  readonly endpoints: number
+  /** Endpoints by state. */
+  readonly endpointStates: Readonly<Record<string, number>>
+  /** Messages queued over all endpoints, and the deepest mailbox. */
+  readonly mailboxDepth: number
+  readonly maxMailboxDepth: number
+  readonly connections: number
+  /** Connections by direction and state ("outbound open"). */
+  readonly connectionStates: Readonly<Record<string, number>>
+  readonly callsOut: number
+  readonly callsIn: number
+  readonly bufferedBytes: number
+  readonly inFlightCalls: number
+  readonly pendingTimeouts: number
+}
+
+/** The client's and the server's snapshots at three moments. */
+export interface IntrospectionReport {
+  /** When the last ask of phase 1 had reached its endpoint and no reply had been released: all in flight. */
+  readonly allAsksInFlight: { readonly client: SnapshotSummary; readonly server: SnapshotSummary } | undefined
+  readonly afterLoad: { readonly client: SnapshotSummary; readonly server: SnapshotSummary }
+  readonly afterClose: { readonly client: SnapshotSummary; readonly server: SnapshotSummary }
+}
+
 /** Node's active resources (handles and requests) by type, as `process.getActiveResourcesInfo()` lists them. */
 export interface ResourceReport {
   readonly start: Readonly<Record<string, number>>
@@ -304,6 +340,7 @@ export interface LoadReport {
   readonly options: Omit<LoadOptions, "log">
   readonly setupMs: number
   readonly resources: ResourceReport
+  readonly introspection: IntrospectionReport
   readonly asks: AskReport
   readonly tells: TellReport
   readonly heap: HeapReport
@@ -359,6 +396,27 @@ const describeCause = (error: unknown): string => {
   }
   return String(error)
 }
+
+const tally = (keys: Iterable<string>): Record<string, number> => {
+  const counts: Record<string, number> = {}
+  for (const key of keys) counts[key] = (counts[key] ?? 0) + 1
+  return counts
+}
+
+const summarize = (snapshot: RpcService.Snapshot): SnapshotSummary => ({
+  lifecycle: snapshot.lifecycle,
+  endpoints: snapshot.endpoints.length,
+  endpointStates: tally(snapshot.endpoints.map((endpoint) => endpoint.state)),
+  mailboxDepth: snapshot.endpoints.reduce((sum, endpoint) => sum + endpoint.mailboxDepth, 0),
+  maxMailboxDepth: snapshot.endpoints.reduce((max, endpoint) => Math.max(max, endpoint.mailboxDepth), 0),
+  connections: snapshot.connections.length,
+  connectionStates: tally(snapshot.connections.map((connection) => `${connection.direction} ${connection.state}`)),
+  callsOut: snapshot.connections.reduce((sum, connection) => sum + connection.callsOut, 0),
+  callsIn: snapshot.connections.reduce((sum, connection) => sum + connection.callsIn, 0),
+  bufferedBytes: snapshot.connections.reduce((sum, connection) => sum + connection.bufferedBytes, 0),
+  inFlightCalls: snapshot.inFlightCalls,
+  pendingTimeouts: snapshot.pendingTimeouts
+})
 
 const activeResources = (): Record<string, number> => {
   const counts: Record<string, number> = {}
@@ -563,6 +621,45 @@ const heapProblems = (heap: HeapReport): Array<string> => {
   return problems
 }
 
+const introspectionProblems = (introspection: IntrospectionReport, options: LoadOptions): Array<string> => {
+  const problems: Array<string> = []
+  const expect = (moment: string, side: string, field: string, actual: unknown, expected: unknown) => {
+    if (JSON.stringify(actual) !== JSON.stringify(expected)) {
+      problems.push(`introspect ${moment}, ${side}: ${field} is ${JSON.stringify(actual)}, expected ${JSON.stringify(expected)}`)
+    }
+  }
+  const tcp = options.transport === "tcp"
+  const atGate = introspection.allAsksInFlight
+  if (options.asks > 0) {
+    if (atGate === undefined) problems.push("introspect: no snapshot with every ask in flight (the gate never filled)")
+    else {
+      expect("with every ask in flight", "client", "inFlightCalls", atGate.client.inFlightCalls, options.asks)
+      expect("with every ask in flight", "client", "pendingTimeouts", atGate.client.pendingTimeouts, options.asks)
+      expect("with every ask in flight", "client", "callsOut", atGate.client.callsOut, tcp ? options.asks : 0)
+      expect("with every ask in flight", "server", "callsIn", atGate.server.callsIn, tcp ? options.asks : 0)
+      expect("with every ask in flight", "server", "inFlightCalls", atGate.server.inFlightCalls, 0)
+    }
+  }
+  for (const [side, summary] of Object.entries(introspection.afterLoad)) {
+    for (const field of ["inFlightCalls", "pendingTimeouts", "mailboxDepth", "callsOut", "callsIn", "bufferedBytes"] as const) {
+      expect("after the load", side, field, summary[field], 0)
+    }
+    expect("after the load", side, "lifecycle", summary.lifecycle, "running")
+    expect("after the load", side, "connectionStates", summary.connectionStates,
+      tcp ? { [side === "client" ? "outbound open" : "inbound open"]: 1 } : {})
+  }
+  expect("after the load", "server", "endpointStates", introspection.afterLoad.server.endpointStates,
+    { started: options.endpoints })
+  expect("after the load", "client", "endpoints", introspection.afterLoad.client.endpoints, 0)
+  for (const [side, summary] of Object.entries(introspection.afterClose)) {
+    for (const field of ["endpoints", "connections", "inFlightCalls", "pendingTimeouts", "mailboxDepth"] as const) {
+      expect("after the scope closed", side, field, summary[field], 0)
+    }
+    expect("after the scope closed", side, "lifecycle", summary.lifecycle, "stopped")
+  }
+  return problems
+}
+
 const resourceProblems = (resources: ResourceReport): Array<string> =>
   Object.entries(resources.afterClose)
     .filter(([type, count]) => count > (resources.start[type] ?? 0))
@@ -576,6 +673,10 @@ export const run = (partial: Partial<LoadOptions> = {}): Effect.Effect<LoadRepor
     const start = yield* collect
     const resourcesAtStart = activeResources()
     let resourcesAfterLoad: Record<string, number> = {}
+    let clientService: RpcService.RpcServiceShape | undefined
+    let serverService: RpcService.RpcServiceShape | undefined
+    let allAsksInFlight: IntrospectionReport["allAsksInFlight"] = undefined
+    let introspectionAfterLoad: IntrospectionReport["afterLoad"] | undefined
     let baseline = 0
     let peakAsks = 0
     let peakTells = 0
@@ -590,6 +691,12 @@ export const run = (partial: Partial<LoadOptions> = {}): Effect.Effect<LoadRepor
       const server = yield* make
       const client = yield* make
       const gate = new AskGate()
+      const snapshot = () => ({
+        client: summarize(Effect.runSync(client.introspect)),
+        server: summarize(Effect.runSync(server.introspect))
+      })
+      clientService = client
+      serverService = server
       const servers = yield* Effect.forEach(
         Array.from({ length: options.endpoints }, (_, index) => index),
         (index) => server.startServer(loadEndpoint(index, gate))
@@ -607,10 +714,14 @@ export const run = (partial: Partial<LoadOptions> = {}): Effect.Effect<LoadRepor
       log(`baseline heap ${mib(baseline)}`)
       const askSampler = startPeakSampler()
       gate.measure = true
+      gate.onFull = () => {
+        allAsksInFlight = snapshot()
+      }
       const asks = yield* askPhase(clients, gate, options.asks, options.askTimeoutMillis)
       peakAsks = askSampler.stop()
       asksInFlight = gate.heldHeap
       gate.measure = false
+      gate.onFull = undefined
       log(`asks: ${asks.count} in ${asks.wallMs.toFixed(0)} ms`)
       const tellSampler = startPeakSampler()
       const tells = yield* tellPhase(clients, options.tells, options.senders, options.batch, tellSampler.sample)
@@ -618,9 +729,18 @@ export const run = (partial: Partial<LoadOptions> = {}): Effect.Effect<LoadRepor
       log(`tells: ${tells.count} in ${tells.wallMs.toFixed(0)} ms`)
       afterLoad = yield* collect
       resourcesAfterLoad = activeResources()
+      introspectionAfterLoad = snapshot()
       return { asks, tells }
     }))
     const afterClose = yield* collect
+    const introspection: IntrospectionReport = {
+      allAsksInFlight,
+      afterLoad: introspectionAfterLoad!,
+      afterClose: {
+        client: summarize(yield* clientService!.introspect),
+        server: summarize(yield* serverService!.introspect)
+      }
+    }
     const resources: ResourceReport = { start: resourcesAtStart, afterLoad: resourcesAfterLoad, afterClose: activeResources() }
     const heap: HeapReport = {
       start,
@@ -638,10 +758,13 @@ export const run = (partial: Partial<LoadOptions> = {}): Effect.Effect<LoadRepor
       options: rest,
       setupMs,
       resources,
+      introspection,
       asks: phases.asks,
       tells: phases.tells,
       heap,
-      problems: [...askProblems(phases.asks), ...tellProblems(phases.tells), ...heapProblems(heap), ...resourceProblems(resources)]
+      problems: [...askProblems(phases.asks), ...tellProblems(phases.tells), ...heapProblems(heap), ...resourceProblems(resources),
+        ...introspectionProblems(introspection, options)
+      ]
     }
   }).pipe(Effect.orDie)
 
@@ -665,6 +788,7 @@ export const format = (report: LoadReport): string => {
       `(${perAsk(heap, asks.count)}), after load ` +
       `${mib(heap.afterLoad)} (${signed(heap.afterLoad - heap.baseline)}), after close ${mib(heap.afterClose)} ` +
       `(${signed(heap.afterClose - heap.baseline)}); bound +${mib(heap.boundBytes)}`,
+    `introspect   ${describeIntrospection(report.introspection)}`,
     `resources    start ${describeResources(report.resources.start)}; after load ` +
       `${describeResources(report.resources.afterLoad)}; after close ${describeResources(report.resources.afterClose)}`,
     report.problems.length === 0 ? "OK" : `PROBLEMS\n${report.problems.map((line) => `  - ${line}`).join("\n")}`
@@ -676,6 +800,18 @@ const perAsk = (heap: HeapReport, count: number) =>
   heap.asksInFlight === 0 || count === 0
     ? "not measured"
     : `${Math.round((heap.asksInFlight - heap.baseline) / count)} bytes per ask`
+
+const describeSummary = (summary: SnapshotSummary) =>
+  `${summary.lifecycle}, ${summary.endpoints} endpoints, mailboxes ${summary.mailboxDepth}, ` +
+  `${summary.connections} connections, calls out ${summary.callsOut} / in ${summary.callsIn}, ` +
+  `buffered ${summary.bufferedBytes} B, in flight ${summary.inFlightCalls}, timeouts ${summary.pendingTimeouts}`
+
+const describeIntrospection = (introspection: IntrospectionReport) => {
+  const pair = (moment: string, both: { readonly client: SnapshotSummary; readonly server: SnapshotSummary }) =>
+    `\n  ${moment}: client ${describeSummary(both.client)}\n  ${" ".repeat(moment.length)}  server ${describeSummary(both.server)}`
+  return (introspection.allAsksInFlight === undefined ? "" : pair("every ask in flight", introspection.allAsksInFlight)) +
+    pair("after the load", introspection.afterLoad) + pair("after close", introspection.afterClose)
+}
 
 const describeResources = (counts: Readonly<Record<string, number>>) => {
   const entries = Object.entries(counts)
