@@ -92,4 +92,59 @@ describe("load", () => {
         assert.deepStrictEqual(report.problems, [])
       }), { timeout: 60_000 })
   }
+
+  it.live("the checks catch a lost, a duplicated and a reordered tell, and a crossed ask", () =>
+    Effect.gen(function*() {
+      // Faults injected on the client side of the engine, so the library is not touched: on endpoint 1 the tell
+      // with sequence 7 of sender 0 is never sent; on endpoint 2 sequence 5 is sent twice; on endpoint 3 sequences 3
+      // and 4 are swapped; ask 42 is sent as ask 52 (to the same endpoint, which sees 52 twice).
+      const report = yield* Load.run({
+        transport: "local",
+        endpoints: 10,
+        asks: 100,
+        tells: 1000,
+        senders: 1,
+        warmup: false,
+        wrapClient: (client, endpoint) => {
+          let held: readonly [number, number] | undefined
+          return {
+            ...client,
+            echo: (id, options) => client.echo(id === 42 ? 52 : id, options),
+            record: (payload, options) => {
+              const [sender, sequence] = payload
+              if (sender !== 0) return client.record(payload, options)
+              if (endpoint === 1 && sequence === 7) return Effect.void
+              if (endpoint === 2 && sequence === 5) {
+                return Effect.andThen(client.record(payload, options), client.record(payload, options))
+              }
+              if (endpoint === 3 && sequence === 3) {
+                held = payload
+                return Effect.void
+              }
+              if (endpoint === 3 && sequence === 4 && held !== undefined) {
+                return Effect.andThen(client.record(payload, options), client.record(held, options))
+              }
+              return client.record(payload, options)
+            }
+          }
+        }
+      })
+      const { asks, tells } = report
+      assert.deepStrictEqual(
+        { mismatched: asks.mismatched, answered: asks.answered, serverDuplicates: asks.serverDuplicates },
+        { mismatched: 1, answered: 99, serverDuplicates: 1 }
+      )
+      assert.deepStrictEqual(
+        { sent: tells.sent, received: tells.received, duplicates: tells.duplicates, lost: tells.lost },
+        // Sent counts what the engine believes it sent: 1000; the endpoints got one less (7) and one more (5).
+        { sent: 1000, received: 1000, duplicates: 1, lost: 1 }
+      )
+      assert.strictEqual(tells.mismatchedPairs, 1)
+      // 0..6, 8: the 8 comes after a gap (1); 0..2, 4, 3: the 4 after a gap and the 3 after the 4 (2).
+      assert.strictEqual(tells.outOfOrder, 3)
+      assert.isAbove(report.problems.length, 0)
+      for (const word of ["asks:", "tells: 1 duplicates", "tells: 3 out of order", "tells: 1 lost"]) {
+        assert.isTrue(report.problems.some((line) => line.includes(word)), `no problem mentions "${word}"`)
+      }
+    }))
 })

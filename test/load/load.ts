@@ -223,8 +223,10 @@ export interface LoadOptions {
   readonly heapBoundBytes: number
   /** Timeout of each echo ask (60 s); the gate opens anyway after half of it. */
   readonly askTimeoutMillis: number
-  /** Overrides of the services' RpcConfig (none: the defaults, call-site capture on). */
+  /** Overrides of the services' RpcConfig (none: the defaults, call-site capture and metrics on). */
   readonly config?: Partial<RpcConfig.RpcConfig> | undefined
+  /** Replaces the client of each endpoint (the suite injects faults this way to show that the checks catch them). */
+  readonly wrapClient?: ((client: LoadClient, endpoint: number) => LoadClient) | undefined
   /** Progress lines; silent by default. */
   readonly log?: ((line: string) => void) | undefined
 }
@@ -337,7 +339,7 @@ export interface ResourceReport {
 }
 
 export interface LoadReport {
-  readonly options: Omit<LoadOptions, "log">
+  readonly options: Omit<LoadOptions, "log" | "wrapClient">
   readonly setupMs: number
   readonly resources: ResourceReport
   readonly introspection: IntrospectionReport
@@ -347,7 +349,9 @@ export interface LoadReport {
   readonly problems: ReadonlyArray<string>
 }
 
-type Client = RpcGateway.Client<typeof LoadGateway>
+/** A client of a load endpoint. */
+export type LoadClient = RpcGateway.Client<typeof LoadGateway>
+type Client = LoadClient
 
 /** The `gc` function: Node's with --expose-gc, else exposed at run time (works in vitest workers too). */
 const gcFunction = (): () => void => {
@@ -703,7 +707,9 @@ export const run = (partial: Partial<LoadOptions> = {}): Effect.Effect<LoadRepor
       )
       for (const handle of servers) yield* handle.start
       for (const handle of servers) yield* handle.awaitStarted
-      const clients = yield* Effect.forEach(servers, (handle) => client.connect(handle.address, LoadGateway))
+      const connected = yield* Effect.forEach(servers, (handle) => client.connect(handle.address, LoadGateway))
+      const wrap = options.wrapClient
+      const clients = wrap === undefined ? connected : connected.map((each, index) => wrap(each, index))
       setupMs = performance.now() - setupStarted
       log(`${options.endpoints} endpoints up over ${options.transport} in ${setupMs.toFixed(0)} ms`)
       if (options.warmup) {
@@ -753,7 +759,7 @@ export const run = (partial: Partial<LoadOptions> = {}): Effect.Effect<LoadRepor
       afterClose,
       boundBytes: options.heapBoundBytes
     }
-    const { log: _, ...rest } = options
+    const { log: _, wrapClient: __, ...rest } = options
     return {
       options: rest,
       setupMs,
@@ -774,7 +780,10 @@ export const format = (report: LoadReport): string => {
   const rate = (perSecond: number) => Math.round(perSecond).toLocaleString("en-US")
   const lines = [
     `transport ${options.transport}, ${options.endpoints} endpoints, ${options.asks} asks, ${options.tells} tells ` +
-      `(${options.senders} senders, barrier every ${options.batch} tells per sender)`,
+      `(${options.senders} senders, barrier every ${options.batch} tells per sender)` +
+      (options.config === undefined || Object.keys(options.config).length === 0
+        ? ""
+        : `, config ${JSON.stringify(options.config)}`),
     `setup        ${report.setupMs.toFixed(0)} ms`,
     `asks         ${asks.wallMs.toFixed(0)} ms (all arrived after ${asks.arrivalMs.toFixed(0)} ms), ` +
       `${rate(asks.perSecond)} asks/s; answered ${asks.answered}, failed ` +

@@ -2,15 +2,19 @@
  * The load run: `npm run load [-- --endpoints 100 --asks 10000 --tells 1000000 --local]`.
  *
  * Prints the figures (test/load/load.ts says what is measured and checked) and exits 1 if anything was lost,
- * duplicated, reordered or failed, or if the heap did not return to within the bound of its baseline.
- * `--json` prints the report as one JSON line after the text.
+ * duplicated, reordered or failed, if the heap did not return to within the bound of its baseline, or if a service
+ * still reports a call, timeout, queued message, endpoint or connection it should not.
+ * `--json` prints the report as one JSON line after the text. `--no-capture` and `--no-metrics` turn off
+ * `RpcConfig.captureAskCallSite` and `RpcConfig.metrics`, both on by default. `--rounds N` runs the load N times in
+ * one process.
  */
 import { Effect } from "effect"
 import { parseArgs } from "node:util"
 import * as Load from "./load.js"
 
 const usage = `usage: npm run load -- [--endpoints N] [--asks N] [--tells N] [--local] [--senders N] [--batch N]
-                       [--heap-bound-mib N] [--no-warmup] [--no-capture] [--rounds N] [--json]`
+                       [--heap-bound-mib N] [--no-warmup] [--no-capture] [--no-metrics]
+                       [--rounds N] [--json]`
 
 const parsed = (() => {
   try {
@@ -26,6 +30,7 @@ const parsed = (() => {
         "no-warmup": { type: "boolean", default: false },
         rounds: { type: "string" },
         "no-capture": { type: "boolean", default: false },
+        "no-metrics": { type: "boolean", default: false },
         json: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false }
       },
@@ -64,7 +69,10 @@ const options: Partial<Load.LoadOptions> = {
     1024 * 1024,
   transport: parsed.local ? "local" : "tcp",
   warmup: !parsed["no-warmup"],
-  config: parsed["no-capture"] ? { captureAskCallSite: false } : undefined,
+  config: {
+    ...(parsed["no-capture"] ? { captureAskCallSite: false } : {}),
+    ...(parsed["no-metrics"] ? { metrics: false } : {})
+  },
   log: (line) => console.log(`.. ${line}`)
 }
 
