@@ -224,18 +224,18 @@ const makeRemote = (options: TlsOptions | undefined, tls: boolean) =>
     }
     let settings: Transport.TlsSettings | undefined
     if (tls) {
-      const key = Transport.loadPem("key", options?.key ?? config.tlsKey)
-      const cert = Transport.loadPem("cert", options?.cert ?? config.tlsCert)
-      const ca = Transport.loadPem("ca", options?.ca ?? config.tlsCa)
-      for (const loaded of [key, cert, ca]) {
-        if (Result.isFailure(loaded)) {
-          return yield* Effect.fail(new RpcBindError({ host: listen.host, portRange: listen.port, detail: loaded.failure }))
-        }
+      const sources = {
+        key: options?.key ?? config.tlsKey,
+        cert: options?.cert ?? config.tlsCert,
+        ca: options?.ca ?? config.tlsCa
+      }
+      const loaded = Transport.loadMaterial(sources)
+      if (Result.isFailure(loaded)) {
+        return yield* Effect.fail(new RpcBindError({ host: listen.host, portRange: listen.port, detail: loaded.failure }))
       }
       settings = {
-        key: Result.getOrThrow(key),
-        cert: Result.getOrThrow(cert),
-        ca: Result.getOrThrow(ca),
+        ...loaded.success,
+        sources: { key: sources.key!, cert: sources.cert!, ca: sources.ca! },
         requireClientCert: options?.requireClientCert ?? config.tlsRequireClientCert,
         pinnedFingerprints: options?.pinnedFingerprints ?? config.tlsPinnedFingerprints
       }

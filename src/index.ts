@@ -14,6 +14,8 @@ export * as RpcEndpoint from "./RpcEndpoint.js"
 export * as RpcError from "./RpcError.js"
 /** Gateways: typed protocols and their clients. @since 0.1.0 */
 export * as RpcGateway from "./RpcGateway.js"
+/** The metrics an RpcService records. @since 0.1.0 */
+export * as RpcMetrics from "./RpcMetrics.js"
 /** The server handle of a started endpoint. @since 0.1.0 */
 export * as RpcServer from "./RpcServer.js"
 /** The RpcService and its Layers. @since 0.1.0 */

@@ -67,6 +67,34 @@ describe("RpcConfig", () => {
       )
     ))
 
+  it.effect("config reads the reliability keys: TLS reload, connection limit, metrics, tracing", () =>
+    Effect.gen(function*() {
+      const config = yield* RpcConfig.config
+      assert.isTrue(Duration.equals(config.tlsReloadInterval, Duration.seconds(30)))
+      assert.strictEqual(config.maxConnections, 64)
+      assert.isFalse(config.metrics)
+      assert.isFalse(config.tracing)
+      const defaults = yield* RpcConfig.config.pipe(
+        Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv({ env: {} }))
+      )
+      assert.isTrue(Duration.equals(defaults.tlsReloadInterval, Duration.seconds(5)))
+      assert.strictEqual(defaults.maxConnections, 1024)
+      assert.isTrue(defaults.metrics)
+      assert.isTrue(defaults.tracing)
+    }).pipe(
+      Effect.provideService(
+        ConfigProvider.ConfigProvider,
+        ConfigProvider.fromEnv({
+          env: {
+            RPC_TLS_RELOAD_INTERVAL: "30 seconds",
+            RPC_MAX_CONNECTIONS: "64",
+            RPC_METRICS: "false",
+            RPC_TRACING: "false"
+          }
+        }).pipe(ConfigProvider.constantCase)
+      )
+    ))
+
   it.effect("layerFromEnv reads the process environment; explicit options win", () =>
     Effect.gen(function*() {
       process.env.RPC_CAPTURE_ASK_CALL_SITE = "false"

@@ -15,7 +15,7 @@ import * as Result from "effect/Result"
 import * as Scope from "effect/Scope"
 import type * as SocketServer from "effect/socket/SocketServer"
 import { randomUUID } from "node:crypto"
-import { readFileSync } from "node:fs"
+import { readFileSync, statSync } from "node:fs"
 import * as Net from "node:net"
 import * as Tls from "node:tls"
 import * as RpcAddress from "../RpcAddress.js"
@@ -27,14 +27,47 @@ import type { EndpointRuntime } from "./endpoint.js"
 import type { Instruments } from "./metrics.js"
 import * as Ports from "./ports.js"
 
-/** TLS material and trust settings, loaded. */
-export interface TlsSettings {
+/** TLS material, loaded. */
+export interface TlsMaterial {
   readonly key: string
   readonly cert: string
   readonly ca: string
+}
+
+/** TLS material and trust settings, loaded. */
+export interface TlsSettings extends TlsMaterial {
   readonly requireClientCert: boolean
   readonly pinnedFingerprints: ReadonlyArray<string>
+  /** Where the material came from (a PEM string or a file path), to reload files that change. */
+  readonly sources: { readonly key: string; readonly cert: string; readonly ca: string }
 }
+
+/** Loads key, certificate and CA from PEM strings or files; the first failure's message otherwise. */
+export const loadMaterial = (sources: {
+  readonly key: string | undefined
+  readonly cert: string | undefined
+  readonly ca: string | undefined
+}): Result.Result<TlsMaterial, string> => {
+  const key = loadPem("key", sources.key)
+  if (Result.isFailure(key)) return Result.fail(key.failure)
+  const cert = loadPem("cert", sources.cert)
+  if (Result.isFailure(cert)) return Result.fail(cert.failure)
+  const ca = loadPem("ca", sources.ca)
+  if (Result.isFailure(ca)) return Result.fail(ca.failure)
+  return Result.succeed({ key: key.success, cert: cert.success, ca: ca.success })
+}
+
+/** A fingerprint of the files among `sources`: it changes when any of them is rewritten. */
+const stamp = (sources: TlsSettings["sources"]): string =>
+  [sources.key, sources.cert, sources.ca].map((source) => {
+    if (isPem(source)) return "pem"
+    try {
+      const stat = statSync(source)
+      return `${stat.mtimeMs}:${stat.size}`
+    } catch {
+      return "missing"
+    }
+  }).join("|")
 
 /** Where to listen and what to advertise. */
 export interface ListenSettings {
@@ -93,6 +126,14 @@ export class Transport {
   private readonly connections = new Map<string, Connection>()
   private readonly live = new Map<Connection, Deferred.Deferred<void>>()
   private readonly connectionHost: ConnectionHost
+  /** Accepted TLS sockets still in their handshake: they count against `maxConnections` too. */
+  private handshaking = 0
+  /** The TLS material in force for dialling: reloads replace it. */
+  private material: { readonly settings: TlsMaterial; readonly context: Tls.SecureContext } | undefined
+  /** Runs the server side of TLS handshakes (see `handshake`); reloads give it the new material too. */
+  private readonly acceptor: Tls.Server | undefined
+  /** The sockets in a handshake, by remote address and port, and what to do when it ends. */
+  private readonly awaitingHandshake = new Map<string, (secure: Tls.TLSSocket | undefined, error?: unknown) => void>()
 
   constructor(
     readonly host: TransportHost,
@@ -100,6 +141,25 @@ export class Transport {
     private readonly scope: Scope.Closeable
   ) {
     this.protocol = tls === undefined ? "rpc" : "rpcs"
+    if (tls !== undefined) {
+      this.material = { settings: tls, context: Tls.createSecureContext(tls) }
+      const acceptor = Tls.createServer({
+        key: tls.key,
+        cert: tls.cert,
+        ca: tls.ca,
+        requestCert: tls.requireClientCert || tls.pinnedFingerprints.length > 0,
+        rejectUnauthorized: tls.requireClientCert,
+        handshakeTimeout: Duration.toMillis(host.config.connectTimeout)
+      })
+      const settle = (socket: Tls.TLSSocket, error?: unknown) =>
+        this.awaitingHandshake.get(`${socket.remoteAddress}|${socket.remotePort}`)?.(error === undefined ? socket : undefined, error)
+      acceptor.on("secureConnection", (socket: Tls.TLSSocket) => settle(socket))
+      acceptor.on("tlsClientError", (error, socket) => {
+        socket.destroy()
+        settle(socket, error)
+      })
+      this.acceptor = acceptor
+    }
     const transport = this
     this.connectionHost = {
       serviceName: host.serviceName,
@@ -193,9 +253,7 @@ export class Transport {
     const socket = Tls.connect({
       host,
       port,
-      key: tls.key,
-      cert: tls.cert,
-      ca: tls.ca,
+      secureContext: this.material!.context,
       // Node refuses an IP address as SNI server name; the certificate is still checked against the host.
       ...(Net.isIP(host) === 0 ? { servername: host } : {}),
       checkServerIdentity: (hostname, cert) => {
@@ -268,6 +326,25 @@ export class Transport {
       return Effect.void
     }
     const label = RpcAddress.formatHostPort(socket.remoteAddress ?? "?", socket.remotePort ?? 0)
+    const limit = this.host.config.maxConnections
+    if (this.live.size + this.handshaking >= limit) {
+      this.host.instruments.refuse("max_connections")
+      const detail = `RpcService ${this.host.serviceName} already has ${limit} connections (RpcConfig.maxConnections)`
+      if (this.tls !== undefined) {
+        // Telling a TLS peer why would take a handshake, which is what a flood must not get for free.
+        socket.destroy()
+        return Effect.logWarning(`Refused a connection from ${label}: ${detail}`)
+      }
+      const refused = new Connection(this.connectionHost, label, "inbound")
+      refused.close({ reason: "Refused", detail }, true)
+      return this.supervise(refused, refused.run(socket, (error) => ({ reason: "Unreachable", detail: describe(error) })))
+    }
+    if (this.tls === undefined) return this.serveSocket(socket, label)
+    return Effect.flatMap(this.handshake(socket, label), (secure) =>
+      secure === undefined ? Effect.void : this.serveSocket(secure, label))
+  }
+
+  private serveSocket(socket: Net.Socket, label: string): Effect.Effect<void> {
     const connection = new Connection(this.connectionHost, label, "inbound")
     const untrusted = this.untrustedPeer(socket)
     if (untrusted !== undefined) connection.close({ reason: "Untrusted", detail: untrusted }, true)
@@ -275,6 +352,79 @@ export class Transport {
       connection,
       connection.run(socket, (error) => ({ reason: "Unreachable", detail: describe(error) }))
     )
+  }
+
+  /**
+   * The server side of a TLS handshake over an accepted socket. The socket is handed to a `tls.Server` that never
+   * listens (the acceptor): Node then checks the client's certificate exactly as for its own listener, with the
+   * material set by the last reload and its handshake timeout (`connectTimeout`). Undefined when it failed: the
+   * socket is destroyed, and a peer without a trusted certificate learns no more than that.
+   */
+  private handshake(raw: Net.Socket, label: string): Effect.Effect<Tls.TLSSocket | undefined> {
+    const key = `${raw.remoteAddress}|${raw.remotePort}`
+    return Effect.callback<Tls.TLSSocket | undefined>((resume) => {
+      this.handshaking++
+      this.awaitingHandshake.set(key, (secure, error) => {
+        this.awaitingHandshake.delete(key)
+        this.handshaking--
+        if (secure !== undefined) return resume(Effect.succeed(secure))
+        if (codeOf(error) === "ERR_TLS_HANDSHAKE_TIMEOUT") this.host.instruments.refuse("handshake_timeout")
+        resume(Effect.as(
+          Effect.logDebug(`TLS handshake with ${label} failed: ${describe(error)}`).pipe(
+            Effect.annotateLogs({ service: this.host.serviceName })
+          ),
+          undefined
+        ))
+      })
+      raw.once("close", () => this.awaitingHandshake.get(key)?.(undefined, new Error("the peer hung up")))
+      this.acceptor!.emit("connection", raw)
+      return Effect.sync(() => {
+        this.awaitingHandshake.get(key)?.(undefined, new Error("the service is closing"))
+        raw.destroy()
+      })
+    })
+  }
+
+  /** Reloads the TLS files every `tlsReloadInterval` when they have changed; a bad new set is refused, with a log. */
+  watchTls(): Effect.Effect<void> {
+    const tls = this.tls
+    if (tls === undefined) return Effect.void
+    const sources = tls.sources
+    if ([sources.key, sources.cert, sources.ca].every(isPem)) return Effect.void
+    const transport = this
+    const loop = Effect.gen(function*() {
+      let last = stamp(sources)
+      while (true) {
+        yield* Effect.sleep(transport.host.config.tlsReloadInterval)
+        const now = stamp(sources)
+        if (now === last) continue
+        last = now
+        yield* transport.reloadTls()
+      }
+    })
+    return Effect.asVoid(Effect.forkIn(loop, this.scope))
+  }
+
+  /** Loads the TLS material again; it applies to connections opened from now on. */
+  reloadTls(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const tls = this.tls!
+      const loaded = loadMaterial(tls.sources)
+      let failure: string | undefined
+      if (Result.isSuccess(loaded)) {
+        try {
+          const context = Tls.createSecureContext(loaded.success)
+          this.acceptor!.setSecureContext(loaded.success)
+          this.material = { settings: loaded.success, context }
+        } catch (error) {
+          failure = `the new key and certificate do not form a TLS context (${describe(error)})`
+        }
+      } else failure = loaded.failure
+      const log = failure === undefined
+        ? Effect.logInfo("Reloaded the TLS key, certificate and CA; new connections use them")
+        : Effect.logWarning(`Kept the previous TLS material: ${failure}`)
+      return log.pipe(Effect.annotateLogs({ service: this.host.serviceName }))
+    })
   }
 
   /** Why an accepted TLS peer is not trusted (its certificate is not pinned), if it is not. */
@@ -317,16 +467,9 @@ export const make = (
       Effect.gen(function*() {
         const child = yield* Scope.fork(scope, "sequential")
         const options = { host: listen.host, port, noDelay: true } as const
-        return yield* (tls === undefined
-          ? NodeSocketServer.make(options)
-          : NodeSocketServer.makeTls({
-            ...options,
-            key: tls.key,
-            cert: tls.cert,
-            ca: tls.ca,
-            requestCert: tls.requireClientCert || tls.pinnedFingerprints.length > 0,
-            rejectUnauthorized: tls.requireClientCert
-          })).pipe(
+        // A plain listener for TLS too: the transport runs each handshake itself, so that it can use reloaded
+        // certificates, time the handshake out and count it against maxConnections.
+        return yield* NodeSocketServer.make(options).pipe(
             Scope.provide(child),
             Effect.onError(() => Scope.close(child, Exit.void)),
             Effect.mapError((error): Ports.Attempt<RpcBindError> =>
@@ -347,5 +490,6 @@ export const make = (
       (listen.host === "0.0.0.0" || listen.host === "::" ? "127.0.0.1" : listen.host)
     transport.authority = RpcAddress.formatHostPort(advertisedHost, listen.externalPort ?? boundPort)
     yield* transport.serve(server)
+    yield* transport.watchTls()
     return transport
   })
