@@ -88,6 +88,12 @@ export interface RpcConfig {
    */
   readonly maxConnections: number
   /**
+   * The most asks one connection's peer may have waiting on this service (16384). An ask beyond it is answered
+   * at once with `MailboxFullError` instead of being queued, so a peer that sends asks without reading the
+   * replies cannot make this service hold an unbounded number of them and their replies.
+   */
+  readonly maxAsksPerConnection: number
+  /**
    * Record the per-call metrics of RpcMetrics (latency, mailbox wait, handler time, mailbox depth, frame sizes).
    * On by default; they cost about 0.3 µs per call, which matters only for in-process calls on a hot path.
    */
@@ -125,6 +131,7 @@ export const defaults: RpcConfig = {
   tlsPinnedFingerprints: [],
   tlsReloadInterval: Duration.seconds(5),
   maxConnections: 1024,
+  maxAsksPerConnection: 16384,
   metrics: true,
   tracing: true
 }
@@ -178,6 +185,7 @@ export const config: Config.Config<RpcConfig> = Config.all({
   ),
   tlsReloadInterval: Config.Duration("tlsReloadInterval").pipe(Config.withDefault(defaults.tlsReloadInterval)),
   maxConnections: Config.Int("maxConnections").pipe(Config.withDefault(defaults.maxConnections)),
+  maxAsksPerConnection: Config.Int("maxAsksPerConnection").pipe(Config.withDefault(defaults.maxAsksPerConnection)),
   metrics: Config.Boolean("metrics").pipe(Config.withDefault(defaults.metrics)),
   tracing: Config.Boolean("tracing").pipe(Config.withDefault(defaults.tracing))
 }).pipe(Config.nested("rpc"))

@@ -301,7 +301,7 @@ export const scoped = <Gs extends ReadonlyArray<RpcGateway.Any>, Token, EStop, E
       server.terminate.pipe(
         Effect.catchCause((cause) =>
           Effect.logWarning("Endpoint terminated with a failure", cause).pipe(
-            Effect.annotateLogs({ endpoint: server.address })
+            Effect.annotateLogs({ endpoint: server.endpointId, address: server.address })
           )
         )
       )

@@ -63,22 +63,28 @@ export class RecipientUnreachableError extends Schema.TaggedError<RecipientUnrea
 }
 
 /**
- * The endpoint's bounded mailbox was full when the call arrived, so the call was not queued (it never ran).
+ * The endpoint's bounded mailbox was full when the call arrived, or the caller's connection had as many asks
+ * waiting as the receiving service allows: the call was not queued (it never ran).
  *
  * @since 0.1.0
  */
 export class MailboxFullError extends Schema.TaggedError<MailboxFullError>()("MailboxFullError", {
   address: Schema.String,
   method: Schema.String,
-  capacity: Schema.Number
+  capacity: Schema.Number,
+  /** Which bound was reached: the endpoint's mailbox (the default) or the asks one connection may have waiting. */
+  limit: Schema.optional(Schema.Literals(["mailboxCapacity", "maxAsksPerConnection"]))
 }) {
   /** @since 0.1.0 */
   readonly [TypeId] = TypeId
 
   override get message(): string {
-    return `Rejected ${where(this.address, this.method)}: the endpoint's mailbox is full (${this.capacity} ` +
-      `messages queued, its mailboxCapacity). The endpoint is overloaded: retry with backoff, shed load, or ` +
-      `raise the capacity.`
+    const full = this.limit === "maxAsksPerConnection"
+      ? `this caller's connection already has ${this.capacity} asks waiting on the service (its ` +
+        `RpcConfig.maxAsksPerConnection)`
+      : `the endpoint's mailbox is full (${this.capacity} messages queued, its mailboxCapacity)`
+    return `Rejected ${where(this.address, this.method)}: ${full}. The recipient is overloaded: retry with ` +
+      `backoff, shed load, or raise the limit.`
   }
 }
 
@@ -419,6 +425,11 @@ const json = (value: unknown): string => {
   try {
     return JSON.stringify(value) ?? String(value)
   } catch {
-    return String(value)
+    // A cycle, a bigint, or (from a hostile peer) nesting deep enough to overflow the stack here too.
+    try {
+      return String(value)
+    } catch {
+      return "(a value that cannot be printed)"
+    }
   }
 }

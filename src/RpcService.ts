@@ -80,7 +80,7 @@ export interface Snapshot {
   readonly lifecycle: "running" | "stopping" | "stopped"
   /** The live endpoints (terminated ones are gone). */
   readonly endpoints: ReadonlyArray<EndpointSnapshot>
-  /** The transport's connections that are opening or open. */
+  /** The transport's connections: opening, open, or closed and still finishing their socket (at most 1 s). */
   readonly connections: ReadonlyArray<ConnectionSnapshot>
   /** Asks made through this service's clients that have not settled yet, local and remote. */
   readonly inFlightCalls: number
@@ -247,7 +247,8 @@ const makeRemote = (options: TlsOptions | undefined, tls: boolean) =>
         config,
         lookup: (endpointId) => service.endpoint(endpointId),
         instruments: service.instruments,
-        tracing: service.tracing
+        tracing: service.tracing,
+        context: yield* Effect.context<never>()
       },
       listen,
       settings

@@ -72,6 +72,7 @@ describe("RpcConfig", () => {
       const config = yield* RpcConfig.config
       assert.isTrue(Duration.equals(config.tlsReloadInterval, Duration.seconds(30)))
       assert.strictEqual(config.maxConnections, 64)
+      assert.strictEqual(config.maxAsksPerConnection, 100)
       assert.isFalse(config.metrics)
       assert.isFalse(config.tracing)
       const defaults = yield* RpcConfig.config.pipe(
@@ -79,6 +80,7 @@ describe("RpcConfig", () => {
       )
       assert.isTrue(Duration.equals(defaults.tlsReloadInterval, Duration.seconds(5)))
       assert.strictEqual(defaults.maxConnections, 1024)
+      assert.strictEqual(defaults.maxAsksPerConnection, 16384)
       assert.isTrue(defaults.metrics)
       assert.isTrue(defaults.tracing)
     }).pipe(
@@ -88,6 +90,7 @@ describe("RpcConfig", () => {
           env: {
             RPC_TLS_RELOAD_INTERVAL: "30 seconds",
             RPC_MAX_CONNECTIONS: "64",
+            RPC_MAX_ASKS_PER_CONNECTION: "100",
             RPC_METRICS: "false",
             RPC_TRACING: "false"
           }

@@ -167,12 +167,21 @@ export const make = <G extends RpcGateway.Any>(
         })
         if (settled) return
         if (Number.isFinite(timeoutMillis)) {
-          entry = origin.deadlines.add(timeoutMillis, () => {
-            if (settled) return
-            settle()
-            pending?.cancel(false)
-            resume(timedOut(port.address, qualified, timeoutMillis, callSite))
-          })
+          entry = origin.deadlines.add(
+            timeoutMillis,
+            () => {
+              if (settled) return
+              settle()
+              pending?.cancel(false)
+              resume(timedOut(port.address, qualified, timeoutMillis, callSite))
+            },
+            () => {
+              if (settled) return
+              settle()
+              pending?.cancel(true)
+              resume(stopped(name))
+            }
+          )
         }
         return Effect.sync(() => {
           if (settled) return

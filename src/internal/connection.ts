@@ -25,6 +25,7 @@ import {
   ConnectionFailureReason,
   describe,
   FrameTooLargeError,
+  MailboxFullError,
   RecipientUnreachableError,
   RemoteDefectError,
   RpcCallError,
@@ -144,11 +145,18 @@ export class Connection {
   private readonly serving = new Map<number, Invoke>()
   private clock: Clock.Clock | undefined
   private outbound: Array<Uint8Array> = []
+  private outboundBytes = 0
   private stream: Duplex | undefined
   private flushScheduled = false
   /** The stream's buffer is full: write again on its `drain`. */
   private draining = false
+  /**
+   * When the peer last answered something this side sent (a heartbeat, an ask, a connect). Bytes that merely
+   * arrive do not count: in a one-way partition the peer's own traffic still arrives while nothing of this
+   * side's reaches it, and only missing answers tell.
+   */
   private lastHeard = 0
+  private heartbeatsUnanswered = 0
   /** A protocol error seen in a socket callback, logged by the connection's fiber. */
   private warning: string | undefined
   private readonly decoder: Frame.FrameDecoder
@@ -172,8 +180,7 @@ export class Connection {
   snapshot(): ConnectionSnapshot {
     let callsOut = 0
     for (const entry of this.pending.values()) if (entry._tag === "Ask") callsOut++
-    let bufferedBytes = 0
-    for (const chunk of this.outbound) bufferedBytes += chunk.length
+    const bufferedBytes = this.outboundBytes
     return {
       peer: this.peerLabel,
       peerService: this.peer?.service,
@@ -189,7 +196,8 @@ export class Connection {
   /** Drops interest in ask `id`; when its caller was interrupted, the peer is asked to skip it too. */
   forget(id: number, interrupted: boolean): void {
     if (!this.pending.delete(id)) return
-    if (interrupted && this.state === "open") this.push(Wire.cancel(id))
+    // While opening, the ask itself is still queued behind the hello, so the Cancel follows it.
+    if (interrupted && this.state !== "closed") this.push(Wire.cancel(id))
   }
 
   private get limit(): number {
@@ -205,7 +213,12 @@ export class Connection {
   private push(frame: Wire.OutFrame): void {
     if (this.host.instruments.enabled) this.host.instruments.frame("out", frame.size)
     this.outbound.push(frame.bytes)
-    if (frame.tail !== undefined) this.outbound.push(frame.tail)
+    this.outboundBytes += frame.bytes.length
+    if (frame.tail !== undefined) {
+      this.outbound.push(frame.tail)
+      this.outboundBytes += frame.tail.length
+    }
+    if (this.draining && !this.readingPaused) this.pauseIfFarBehind()
     if (!this.flushScheduled) {
       // Writing at once would write each frame on its own; writing once the current turn is over sends everything
       // queued in that turn in one write.
@@ -220,10 +233,12 @@ export class Connection {
     if (stream === undefined || this.draining || this.outbound.length === 0) return
     if (!stream.writable) {
       this.outbound = []
+      this.outboundBytes = 0
       return
     }
     const batch = coalesce(this.outbound)
     this.outbound = []
+    this.outboundBytes = 0
     let ok: boolean
     if (batch.length === 1) {
       ok = stream.write(batch[0])
@@ -234,17 +249,33 @@ export class Connection {
       stream.uncork()
     }
     if (!ok) {
-      // The peer reads slower than this side answers: stop reading its calls until it catches up, so a peer that
-      // never reads cannot make this side queue replies without bound.
       this.draining = true
-      stream.pause()
+      this.pauseIfFarBehind()
       stream.once("drain", this.drained)
     }
   }
 
+  /**
+   * When the peer reads far slower than this side answers, stops reading its calls until it catches up, so a peer
+   * that never reads cannot make this side queue replies without bound. Only far behind: two sides that both
+   * paused would wait on each other, so ordinary bursts must never get there.
+   */
+  private pauseIfFarBehind(): void {
+    const stream = this.stream
+    if (stream === undefined || this.outboundBytes + stream.writableLength < PAUSE_READING_BYTES) return
+    this.readingPaused = true
+    stream.pause()
+  }
+
+  /** Reading from the peer is paused until the socket drains. */
+  private readingPaused = false
+
   private readonly drained = (): void => {
     this.draining = false
-    if (this.state !== "closed") this.stream?.resume()
+    if (this.readingPaused) {
+      this.readingPaused = false
+      if (this.state !== "closed") this.stream?.resume()
+    }
     this.flush()
   }
 
@@ -374,6 +405,7 @@ export class Connection {
       case "Connect":
         return this.onConnect(message)
       case "Connected": {
+        this.heard()
         const pending = this.pending.get(message.id)
         if (pending?._tag !== "Connect") return
         this.pending.delete(message.id)
@@ -389,6 +421,11 @@ export class Connection {
         return this.onReply(message)
       case "Heartbeat":
         if (!message.reply) this.push(Wire.heartbeatReply)
+        else if (this.heartbeatsUnanswered > 0) {
+          // Replies nobody asked for are no sign of life: a peer that never reads could send them blind.
+          this.heartbeatsUnanswered = 0
+          this.heard()
+        }
         return
       case "Cancel":
         this.serving.get(message.id)?.cancel(true)
@@ -470,7 +507,11 @@ export class Connection {
         })
       )
     }
-    const spec = runtime.served.get(invoke.gateway)?.methods[invoke.method] as RpcGateway.Method | undefined
+    const methods = runtime.served.get(invoke.gateway)?.methods
+    // Own properties only: a method named after an Object.prototype member (toString, __proto__) is no method.
+    const spec = methods !== undefined && Object.hasOwn(methods, invoke.method)
+      ? methods[invoke.method] as RpcGateway.Method
+      : undefined
     if (spec === undefined || (spec.kind === "tell") !== !isAsk) {
       const target = this.target(invoke)
       return this.reject(
@@ -479,6 +520,14 @@ export class Connection {
           ...target,
           defect: `the endpoint does not serve ${target.method} as an ${invoke._tag.toLowerCase()}`
         })
+      )
+    }
+    if (isAsk && this.serving.size >= this.host.config.maxAsksPerConnection) {
+      this.host.instruments.reject("mailbox_full")
+      const capacity = this.host.config.maxAsksPerConnection
+      return this.reject(
+        invoke,
+        new MailboxFullError({ ...this.target(invoke), capacity, limit: "maxAsksPerConnection" })
       )
     }
     const payload = Wire.decodeValue(spec.payload, invoke.payload)
@@ -582,7 +631,12 @@ export class Connection {
     )
   }
 
+  private heard(): void {
+    this.lastHeard = this.clock!.currentTimeMillisUnsafe()
+  }
+
   private onReply(reply: Extract<Wire.Message, { _tag: "Reply" }>): void {
+    this.heard()
     const pending = this.pending.get(reply.id)
     if (pending?._tag !== "Ask") return
     this.pending.delete(reply.id)
@@ -659,7 +713,6 @@ export class Connection {
       }
       const onData = (chunk: Uint8Array | string): void => {
         if (self.state === "closed") return
-        self.lastHeard = clock.currentTimeMillisUnsafe()
         const bytes = typeof chunk === "string" ? Buffer.from(chunk) : chunk
         const error = self.decoder.push(bytes, self.onFrame)
         if (error !== undefined) {
@@ -744,6 +797,7 @@ export class Connection {
             self.close({ reason: "Unreachable", detail: `no heartbeat from the peer for ${silent} ms` }, true)
             return
           }
+          self.heartbeatsUnanswered++
           self.push(Wire.heartbeat)
         }
       })
@@ -756,6 +810,9 @@ export class Connection {
  * make this side buffer megabytes before it has even said who it is.
  */
 const HELLO_LIMIT = 64 * 1024
+
+/** Bytes queued in the socket beyond which reading from the peer pauses until they drain. */
+const PAUSE_READING_BYTES = 8 * 1024 * 1024
 
 /** Up to this many bytes of small queued chunks are copied into one buffer, so that they cost one write. */
 const COALESCE_BYTES = 256 * 1024

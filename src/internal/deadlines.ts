@@ -18,6 +18,8 @@ import type * as Fiber from "effect/Fiber"
 export interface Entry {
   readonly deadline: number
   readonly fire: () => void
+  /** Called instead of `fire` when the deadlines close first (the service has stopped). */
+  readonly stop: () => void
   list: List | undefined
   prev: Entry | undefined
   next: Entry | undefined
@@ -56,12 +58,19 @@ export class Deadlines {
     return this.fiber !== undefined
   }
 
-  /** Calls `fire` (on the timer fiber) once `millis` have passed, unless the entry is removed first. */
-  add(millis: number, fire: () => void): Entry {
+  /**
+   * Calls `fire` (on the timer fiber) once `millis` have passed, unless the entry is removed first; calls `stop`
+   * if the deadlines close before that.
+   */
+  add(millis: number, fire: () => void, stop: () => void): Entry {
     const deadline = this.clock.currentTimeMillisUnsafe() + millis
+    if (this.closed) {
+      stop()
+      return { deadline, fire, stop, list: undefined, prev: undefined, next: undefined }
+    }
     let list = this.lists.get(millis)
     if (list === undefined) this.lists.set(millis, list = { duration: millis, head: undefined, tail: undefined })
-    const entry: Entry = { deadline, fire, list, prev: list.tail, next: undefined }
+    const entry: Entry = { deadline, fire, stop, list, prev: list.tail, next: undefined }
     if (list.tail === undefined) list.head = entry
     else list.tail.next = entry
     list.tail = entry
@@ -83,11 +92,22 @@ export class Deadlines {
     entry.prev = entry.next = undefined
   }
 
-  /** Stops the timer; pending entries never fire (their calls are failed by whoever closes the service). */
+  /**
+   * Stops the timer and calls `stop` on every pending entry: nothing would time them out any more, so their calls
+   * must end now (asks to endpoints of other services, whose replies the stopped service would still await).
+   */
   close(): void {
     this.closed = true
+    const pending: Array<Entry> = []
+    for (const list of this.lists.values()) {
+      for (let entry = list.head; entry !== undefined; entry = entry.next) pending.push(entry)
+    }
     this.lists.clear()
     this.size = 0
+    for (const entry of pending) {
+      entry.list = entry.prev = entry.next = undefined
+      entry.stop()
+    }
     const fiber = this.fiber
     this.fiber = undefined
     this.armedAt = Infinity

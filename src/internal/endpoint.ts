@@ -320,9 +320,11 @@ export class EndpointRuntime {
   }
 
   private processInvoke(invocation: Invoke): Effect.Effect<void> {
+    // Before anything can log: a discarded call's warning must name its own method, not the previous one's.
+    this.annotate(this.logContext(invocation.gateway, invocation.method))
     if (invocation.cancelled) return this.skip(invocation, "cancelled")
     if (invocation.deadline !== Infinity && this.host.now() >= invocation.deadline) return this.skip(invocation, "expired")
-    const handler = this.handlers[invocation.method]
+    const handler = Object.hasOwn(this.handlers, invocation.method) ? this.handlers[invocation.method] : undefined
     if (this.state === "created") {
       const method = qualified(invocation)
       if (invocation.resume !== undefined) {
@@ -330,7 +332,7 @@ export class EndpointRuntime {
         return Effect.void
       }
       return Effect.logWarning(`Discarding ${method}: the endpoint has not been started yet`).pipe(
-        Effect.annotateLogs({ endpoint: this.address })
+        Effect.annotateLogs({ endpoint: this.endpointId, address: this.address })
       )
     }
     const rejection = this.checkToken(invocation.token, invocation)
@@ -341,7 +343,7 @@ export class EndpointRuntime {
         return Effect.void
       }
       return Effect.logWarning(`Discarding ${qualified(invocation)}: ${rejection.message}`).pipe(
-        Effect.annotateLogs({ endpoint: this.address })
+        Effect.annotateLogs({ endpoint: this.endpointId, address: this.address })
       )
     }
     if (handler === undefined) {
@@ -376,7 +378,6 @@ export class EndpointRuntime {
         attributes: { "rpc.system": "effect-actor-rpc", "rpc.method": name, "rpc.endpoint": this.endpointId }
       })
     }
-    this.annotate(this.logContext(invocation.gateway, invocation.method))
     return this.runHandler(invocation, effect)
   }
 
@@ -480,7 +481,7 @@ export class EndpointRuntime {
       const defect = describe(Cause.squash(exit.cause))
       if (resume !== undefined) resume(Exit.fail(new RemoteDefectError({ address: this.address, method, defect })))
       return Effect.logError(`Handler of ${method} died`, exit.cause).pipe(
-        Effect.annotateLogs({ endpoint: this.address })
+        Effect.annotateLogs({ endpoint: this.endpointId, address: this.address })
       )
     }
     if (resume !== undefined) resume(unreachable(this.address, method, "the call was interrupted"))
@@ -489,7 +490,7 @@ export class EndpointRuntime {
 
   private logDropped(method: string, cause: Cause.Cause<unknown>): Effect.Effect<void> {
     return Effect.logWarning(`${method} failed and nobody is waiting for the result`, cause).pipe(
-      Effect.annotateLogs({ endpoint: this.address })
+      Effect.annotateLogs({ endpoint: this.endpointId, address: this.address })
     )
   }
 
@@ -573,7 +574,7 @@ export class EndpointRuntime {
       if (Exit.isSuccess(exit)) return Deferred.done(this.startup, Exit.void)
       const error = new EndpointStartError({ address: this.address, cause: Cause.squash(exit.cause) })
       return Effect.logError("onStart failed; terminating the endpoint", exit.cause).pipe(
-        Effect.annotateLogs({ endpoint: this.address }),
+        Effect.annotateLogs({ endpoint: this.endpointId, address: this.address }),
         Effect.andThen(Deferred.done(this.startup, Exit.fail(error))),
         Effect.andThen(this.finalize(Exit.fail(error)))
       )

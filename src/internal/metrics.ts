@@ -60,7 +60,7 @@ const histograms = new WeakMap<Metric.MetricRegistry, Map<string, FastHistogram>
  * A histogram registered in the context's metric registry, so `Metric.snapshot` and exporters read it, but updated
  * directly: Effect's own `updateUnsafe` looks the series up in the registry on every update, which made the
  * per-call metrics cost a third of a local ask. Services sharing a registry share the series, as they would with
- * Effect's metrics.
+ * Effect's metrics. Like any registered metric, it is gone from a registry its owner clears.
  */
 const histogram = (
   context: Context.Context<never>,
@@ -73,20 +73,14 @@ const histogram = (
   if (byKey === undefined) histograms.set(registry, byKey = new Map())
   const key = attributes === undefined ? name : `${name}${JSON.stringify(attributes)}`
   let fast = byKey.get(key)
-  if (fast === undefined || !registered(registry, fast)) {
+  if (fast === undefined) {
     const created = fast = new FastHistogram(boundaries)
     const descriptor = Metric.histogram(name, { boundaries, ...(attributes === undefined ? {} : { attributes }) })
     Metric.registerUnsafe(descriptor, context, { get: () => created.state(), update: ignore, modify: ignore })
     byKey.set(key, fast)
-    owners.set(fast, registry)
   }
   return fast
 }
-
-// A registry can be cleared by its owner; a histogram is registered again if its entry is gone.
-const owners = new WeakMap<FastHistogram, Metric.MetricRegistry>()
-const registered = (registry: Metric.MetricRegistry, fast: FastHistogram) =>
-  owners.get(fast) === registry && registry.size > 0
 
 const ignore = () => {}
 

@@ -5,6 +5,7 @@
  */
 import * as NodeSocket from "@effect/platform-node/NodeSocket"
 import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
+import type * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -84,6 +85,8 @@ export interface TransportHost {
   readonly lookup: (endpointId: string) => EndpointRuntime | undefined
   readonly instruments: Instruments
   readonly tracing: boolean
+  /** The services dialled connections run with (the application's logger, clock, tracer). */
+  readonly context: Context.Context<never>
 }
 
 const isPem = (text: string) => text.includes("-----BEGIN ")
@@ -155,8 +158,9 @@ export class Transport {
         this.awaitingHandshake.get(`${socket.remoteAddress}|${socket.remotePort}`)?.(error === undefined ? socket : undefined, error)
       acceptor.on("secureConnection", (socket: Tls.TLSSocket) => settle(socket))
       acceptor.on("tlsClientError", (error, socket) => {
-        socket.destroy()
+        // Settled first: a destroyed socket no longer knows its peer's address, which is the waiting handshake's key.
         settle(socket, error)
+        socket.destroy()
       })
       this.acceptor = acceptor
     }
@@ -206,7 +210,7 @@ export class Transport {
       onFailure: (error) => Effect.sync(() => connection.close(classify(error), false)),
       onSuccess: (socket) => connection.run(socket, classify)
     })
-    Fiber.runIn(Effect.runFork(this.supervise(connection, run)), this.scope)
+    Fiber.runIn(Effect.runForkWith(this.host.context)(this.supervise(connection, run)), this.scope)
     return connection
   }
 

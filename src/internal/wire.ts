@@ -193,6 +193,9 @@ const toTrace = (u: null | [string, string, boolean]): TraceContext | undefined 
 /** The longest timeout an ask may carry (the largest a Node timer accepts, about 24.8 days). */
 const MAX_TIMEOUT = 2 ** 31 - 1
 
+// Only a number is printed: a hostile type code can be nested deep enough to overflow JSON.stringify.
+const typeCode = (code: unknown): string => typeof code === "number" ? String(code) : `(a ${typeof code})`
+
 /** Decodes and checks a frame body; anything malformed is a `WireError`, never a throw. */
 export const decode = (body: Uint8Array): Message | WireError => {
   let m: unknown
@@ -270,9 +273,9 @@ export const decode = (body: Uint8Array): Message | WireError => {
       if (m.length === 3 && isString(m[1]) && isString(m[2])) return { _tag: "Close", reason: m[1], detail: m[2] }
       break
     default:
-      return new WireError(`a message of unknown type ${JSON.stringify(m[0])}`)
+      return new WireError(`a message of unknown type ${typeCode(m[0])}`)
   }
-  return new WireError(`a malformed message of type ${JSON.stringify(m[0])}`)
+  return new WireError(`a malformed message of type ${typeCode(m[0])}`)
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -8,14 +8,16 @@ import { Deadlines } from "../../src/internal/deadlines.js"
 
 const make = Effect.map(Effect.context<never>(), (context) => new Deadlines(context))
 
+const none = () => {}
+
 describe("deadlines", () => {
   it.effect("fires each entry once its time has passed, in deadline order, and never early", () =>
     Effect.gen(function*() {
       const deadlines = yield* make
       const fired: Array<string> = []
-      deadlines.add(300, () => fired.push("300"))
-      deadlines.add(100, () => fired.push("100"))
-      deadlines.add(100, () => fired.push("100 again"))
+      deadlines.add(300, () => fired.push("300"), none)
+      deadlines.add(100, () => fired.push("100"), none)
+      deadlines.add(100, () => fired.push("100 again"), none)
       yield* TestClock.adjust("99 millis")
       assert.deepStrictEqual(fired, [])
       yield* TestClock.adjust("1 millis")
@@ -30,7 +32,7 @@ describe("deadlines", () => {
     Effect.gen(function*() {
       const deadlines = yield* make
       const fired: Array<number> = []
-      const entries = [1, 2, 3, 4].map((n) => deadlines.add(50, () => fired.push(n)))
+      const entries = [1, 2, 3, 4].map((n) => deadlines.add(50, () => fired.push(n), none))
       deadlines.remove(entries[0]!)
       deadlines.remove(entries[2]!)
       deadlines.remove(entries[2]!)
@@ -42,9 +44,9 @@ describe("deadlines", () => {
     Effect.gen(function*() {
       const deadlines = yield* make
       const fired: Array<string> = []
-      deadlines.add(10_000, () => fired.push("long"))
+      deadlines.add(10_000, () => fired.push("long"), none)
       yield* TestClock.adjust("1 millis")
-      deadlines.add(20, () => fired.push("short"))
+      deadlines.add(20, () => fired.push("short"), none)
       yield* TestClock.adjust("20 millis")
       assert.deepStrictEqual(fired, ["short"])
       yield* TestClock.adjust("10 seconds")
@@ -55,15 +57,19 @@ describe("deadlines", () => {
     Effect.gen(function*() {
       const deadlines = yield* make
       const fired: Array<number> = []
-      deadlines.add(10, () => fired.push(1))
+      deadlines.add(10, () => fired.push(1), none)
       yield* TestClock.adjust("10 millis")
-      deadlines.add(10, () => fired.push(2))
+      deadlines.add(10, () => fired.push(2), none)
       yield* TestClock.adjust("10 millis")
       assert.deepStrictEqual(fired, [1, 2])
-      deadlines.add(10, () => fired.push(3))
+      const stopped: Array<number> = []
+      deadlines.add(10, () => fired.push(3), () => stopped.push(3))
       deadlines.close()
-      deadlines.add(5, () => fired.push(4))
+      assert.deepStrictEqual(stopped, [3], "a pending entry is stopped when the deadlines close")
+      deadlines.add(5, () => fired.push(4), () => stopped.push(4))
+      assert.deepStrictEqual(stopped, [3, 4], "an entry added after close is stopped at once")
       yield* TestClock.adjust("1 second")
       assert.deepStrictEqual(fired, [1, 2])
+      assert.strictEqual(deadlines.size, 0)
     }))
 })
