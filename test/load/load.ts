@@ -21,11 +21,9 @@
  *   services still up, and after the scope closed; and the highest heapUsed sampled (not collected) every 20 ms
  *   and at every barrier during each phase. The heap is "back to baseline" when both the after-load and the
  *   after-close figures are at most `heapBoundBytes` above the baseline.
- *
  * - **Resources.** Node's active handles and requests by type (`process.getActiveResourcesInfo()`) at the start,
  *   after the load and after the scope closed: nothing the services opened (listening and connected sockets,
  *   timers) may be left once it has closed.
- *
  * - **Introspection.** `RpcService.introspect` of both services, summed up: with every ask in flight (the client
  *   has exactly `asks` calls and timeouts pending; over TCP its connection has `asks` calls out and the server's
  *   `asks` calls in); after the load (nothing in flight, no timeout armed, every mailbox empty, nothing buffered,
@@ -86,6 +84,7 @@ class AskGate {
     this.expected = expected
     this.arrived = 0
     this.openedBy = undefined
+    this.openedAt = 0
     this.heldHeap = 0
     this.gcMillis = 0
     this.deferred = Deferred.makeUnsafe<void>()
@@ -217,7 +216,7 @@ export interface LoadOptions {
   readonly senders: number
   /** Tells a sender sends between two barriers (10,000). */
   readonly batch: number
-  /** A warm-up of 1% of the load (at most 1,000 asks and 10,000 tells) before the baseline is taken (true). */
+  /** A warm-up of up to 1,000 asks and 10,000 tells before the baseline is taken (true). */
   readonly warmup: boolean
   /** How far above the baseline the heap may end (2 MiB; docs/RELIABILITY.md says why). */
   readonly heapBoundBytes: number
@@ -481,7 +480,7 @@ const askPhase = (clients: ReadonlyArray<Client>, gate: AskGate, count: number, 
     const report: AskReport = {
       count,
       wallMs,
-      arrivalMs: gate.openedAt - started,
+      arrivalMs: gate.openedAt === 0 ? 0 : gate.openedAt - started,
       perSecond: count / (wallMs / 1000),
       answered,
       failed,
