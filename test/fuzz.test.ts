@@ -140,6 +140,7 @@ describe("fuzz", () => {
     it("inherited-method-name: an Ask for FuzzGateway.constructor is answered with a typed error, the process lives", () => {
       // In a child process: the uncaught exception would otherwise take this test worker down with it.
       const run = spawnSync(process.execPath, ["--import", "tsx", "test/fuzz/repro.ts", "inherited-method-name"], {
+        cwd: new URL("..", import.meta.url).pathname,
         encoding: "utf8",
         timeout: 25_000
       })

@@ -83,6 +83,14 @@ export interface Violation {
   readonly detail: string
   /** The attack it belongs to, or the attacks in flight when it happened. */
   readonly attacks: ReadonlyArray<string>
+  /** An attack carrying a known library bug (catalogue.ts `knownBugs`) was involved (or in flight). */
+  readonly knownBug: boolean
+}
+
+/** How many violations of one kind, and how many of them involved an attack carrying a known bug. */
+export interface ViolationCount {
+  readonly all: number
+  readonly knownBug: number
 }
 
 export interface Memory {
@@ -111,8 +119,10 @@ export interface FuzzReport {
   readonly connections: { readonly baseline: number; readonly peak: number; readonly final: number }
   readonly logs: Record<string, number>
   readonly durationMs: number
+  /** Up to 20 examples of each kind of violation. */
   readonly violations: ReadonlyArray<Violation>
   readonly violationCount: number
+  readonly violationsByWhat: Record<string, ViolationCount>
 }
 
 const MiB = 1024 * 1024
@@ -506,9 +516,14 @@ export const runFuzz = (options: FuzzOptions): Effect.Effect<FuzzReport> => {
 
   const violations: Array<Violation> = []
   let violationCount = 0
+  const violationsByWhat: Record<string, { all: number; knownBug: number }> = {}
   const violate = (what: string, detail: string, attacks: ReadonlyArray<string>) => {
     violationCount++
-    if (violations.length < 200) violations.push({ what, detail, attacks })
+    const knownBug = attacks.some((a) => a.includes("(known bug: "))
+    const counts = violationsByWhat[what] ??= { all: 0, knownBug: 0 }
+    counts.all++
+    if (knownBug) counts.knownBug++
+    if (counts.all <= 20) violations.push({ what, detail, attacks, knownBug })
   }
   const inFlight = new Map<number, string>()
   // Attacks known to trigger a library bug first: an uncaught exception cannot say which connection it came from.
@@ -670,7 +685,8 @@ export const runFuzz = (options: FuzzOptions): Effect.Effect<FuzzReport> => {
       logs,
       durationMs: Date.now() - started,
       violations,
-      violationCount
+      violationCount,
+      violationsByWhat
     } satisfies Omit<FuzzReport, never>
   })
 
@@ -681,13 +697,18 @@ export const runFuzz = (options: FuzzOptions): Effect.Effect<FuzzReport> => {
     Effect.catchCause((cause) =>
       Effect.sync(() => {
         violate("the fuzzer itself failed", String(cause).slice(0, 2000), [])
-        return failedReport(options, violations, violationCount)
+        return failedReport(options, violations, violationCount, violationsByWhat)
       })
     )
   )
 }
 
-const failedReport = (options: FuzzOptions, violations: ReadonlyArray<Violation>, violationCount: number): FuzzReport => {
+const failedReport = (
+  options: FuzzOptions,
+  violations: ReadonlyArray<Violation>,
+  violationCount: number,
+  violationsByWhat: Record<string, ViolationCount>
+): FuzzReport => {
   const none: Memory = { heapUsed: 0, external: 0 }
   return {
     seed: options.seed,
@@ -705,7 +726,8 @@ const failedReport = (options: FuzzOptions, violations: ReadonlyArray<Violation>
     logs: {},
     durationMs: 0,
     violations,
-    violationCount
+    violationCount,
+    violationsByWhat
   }
 }
 
@@ -756,14 +778,19 @@ export const formatReport = (report: FuzzReport): string => {
     `duration: ${(report.durationMs / 1000).toFixed(1)} s`
   )
   if (report.violationCount > 0) {
-    const byWhat = new Map<string, number>()
-    for (const v of report.violations) byWhat.set(v.what, (byWhat.get(v.what) ?? 0) + 1)
+    const byWhat = Object.entries(report.violationsByWhat)
+    const known = byWhat.reduce((sum, [, n]) => sum + n.knownBug, 0)
     lines.push(
       "",
-      `VIOLATIONS: ${report.violationCount}${report.violationCount > report.violations.length ? ` (first ${report.violations.length} shown)` : ""}: ` +
-        [...byWhat].map(([what, n]) => `${what} x${n}`).join(", ")
+      `VIOLATIONS: ${report.violationCount}, ${known} of them with an attack carrying a known bug involved or in flight`,
+      ...byWhat.map(([what, n]) => `  ${padLeft(String(n.all), 6)} ${what} (${n.knownBug} with a known bug)`),
+      "examples (up to 5 of each):"
     )
+    const shown = new Map<string, number>()
     for (const v of report.violations) {
+      const n = (shown.get(v.what) ?? 0) + 1
+      shown.set(v.what, n)
+      if (n > 5) continue
       lines.push(`- ${v.what}: ${v.detail.split("\n").slice(0, 6).join("\n    ")}`)
       if (v.attacks.length > 0) lines.push(`    attacks: ${v.attacks.slice(0, 8).join("; ")}${v.attacks.length > 8 ? "; ..." : ""}`)
     }
