@@ -714,7 +714,14 @@ export class Connection {
       const onData = (chunk: Uint8Array | string): void => {
         if (self.state === "closed") return
         const bytes = typeof chunk === "string" ? Buffer.from(chunk) : chunk
-        const error = self.decoder.push(bytes, self.onFrame)
+        let error: Frame.FrameError | undefined
+        try {
+          error = self.decoder.push(bytes, self.onFrame)
+        } catch (defect) {
+          // A throw here would be uncaught and end the process: whatever a frame triggers, it costs only the
+          // connection it came on (the fuzzer found two such throws; this keeps the next one contained).
+          error = new Frame.FrameError(`handling a frame failed unexpectedly (${describe(defect)})`)
+        }
         if (error !== undefined) {
           if (error.oversized) self.host.instruments.reject("oversized")
           self.warning = error.detail

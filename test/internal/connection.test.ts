@@ -170,4 +170,24 @@ describe("Connection", () => {
       assert.strictEqual(connection.closedBecause?.reason, "Unreachable")
       assert.include(connection.closedBecause?.detail, "a frame with an empty body")
     }))
+
+  it.effect("a frame whose handling throws closes only its connection instead of escaping the socket callback", () =>
+    Effect.gen(function*() {
+      const { socket } = recordingSocket()
+      const throwing: ConnectionHost = {
+        ...host,
+        lookup: () => {
+          throw new Error("boom")
+        }
+      }
+      const connection = new Connection(throwing, "127.0.0.1:1", "inbound")
+      const running = yield* Effect.forkChild(connection.run(socket, noClassify))
+      socket.push(Buffer.concat([
+        ...chunksOf(Wire.hello("peer", "peer", null, 1024)),
+        ...chunksOf(Wire.invoke(false, 1, "x", "Batch", "get", undefined, undefined, undefined, new Uint8Array(1)))
+      ]))
+      yield* Fiber.join(running)
+      assert.strictEqual(connection.closedBecause?.reason, "Unreachable")
+      assert.include(connection.closedBecause?.detail, "handling a frame failed unexpectedly (Error: boom)")
+    }))
 })
