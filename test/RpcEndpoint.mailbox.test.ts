@@ -3,84 +3,12 @@
  * MailboxFullError (asks, local tells) or be dropped and counted (remote tells). Unbounded by default.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Duration, Effect, Fiber, Metric, Schema } from "effect"
-import { RpcConfig, RpcEndpoint, RpcError, RpcGateway, RpcMetrics, RpcService } from "effect-actor-rpc"
+import { Deferred, Duration, Effect, Fiber, Schema } from "effect"
+import { RpcEndpoint, RpcError } from "effect-actor-rpc"
 import { startOn } from "./behaviour.js"
 import { service, settle, withService } from "./fixtures/common.js"
-
-const GateGateway = RpcGateway.make("GateGateway", {
-  block: RpcGateway.ask({ success: Schema.String }),
-  work: RpcGateway.ask({ payload: Schema.String, success: Schema.String }),
-  count: RpcGateway.ask({ success: Schema.Number }),
-  note: RpcGateway.tell({ payload: Schema.String })
-})
-
-interface Gate {
-  readonly entered: Deferred.Deferred<void>
-  readonly release: Deferred.Deferred<void>
-  readonly runs: Array<string>
-}
-
-const makeGate = Effect.gen(function*() {
-  const gate: Gate = { entered: yield* Deferred.make<void>(), release: yield* Deferred.make<void>(), runs: [] }
-  return gate
-})
-
-const handlers = (gate: Gate) => ({
-  block: () =>
-    Deferred.succeed(gate.entered, undefined).pipe(Effect.andThen(Deferred.await(gate.release)), Effect.as("released")),
-  work: (payload: string) =>
-    Effect.sync(() => {
-      gate.runs.push(payload)
-      return payload
-    }),
-  count: () => Effect.sync(() => gate.runs.length),
-  note: (payload: string) => Effect.sync(() => void gate.runs.push(payload))
-})
-
-const gateEndpoint = (gate: Gate, mailboxCapacity?: number) =>
-  RpcEndpoint.make({
-    id: "gate",
-    gateways: [GateGateway],
-    mailboxCapacity,
-    init: () => Effect.succeed({ handlers: handlers(gate) })
-  })
-
-const isolatedMetrics = <A, E, R>(self: Effect.Effect<A, E, R>) =>
-  Effect.suspend(() => Effect.provideService(self, Metric.MetricRegistry, new Map()))
-
-const rejections = (reason: RpcMetrics.RejectionReason) =>
-  Effect.map(RpcMetrics.snapshot, (metrics) => {
-    let total = 0
-    for (const metric of metrics) {
-      if (metric.id === RpcMetrics.names.rejections && metric.type === "Counter" && metric.attributes?.reason === reason) {
-        total += Number(metric.state.count)
-      }
-    }
-    return total
-  })
-
-const endpointOf = (svc: RpcService.RpcServiceShape, endpointId: string) =>
-  Effect.map(svc.introspect, (snapshot) => snapshot.endpoints.find((e) => e.endpointId === endpointId))
-
-const depthOf = (svc: RpcService.RpcServiceShape, endpointId: string) =>
-  Effect.map(endpointOf(svc, endpointId), (endpoint) => endpoint?.mailboxDepth ?? -1)
-
-const eventually = <A>(probe: Effect.Effect<A>, predicate: (a: A) => boolean, what: string) =>
-  Effect.gen(function*() {
-    let last: A | undefined
-    for (let i = 0; i < 500; i++) {
-      last = yield* probe
-      if (predicate(last)) return last
-      yield* Effect.sleep("10 millis")
-    }
-    return assert.fail(`timed out waiting for ${what} (last: ${String(last)})`)
-  })
-
-const tcpPair = (overrides: Partial<RpcConfig.RpcConfig> = {}) =>
-  Effect.all({ server: RpcService.makeTcp(), client: RpcService.makeTcp() }).pipe(
-    Effect.provideService(RpcConfig.RpcConfig, { ...RpcConfig.defaults, ...overrides })
-  )
+import { depthOf, endpointOf, eventually, type Gate, GateGateway, gateEndpoint, gateHandlers, makeGate, rejections, tcpPair } from "./fixtures/gate.js"
+import { isolatedMetrics } from "./fixtures/raw.js"
 
 const assertMailboxFull = (error: unknown, address: string, method: string, capacity: number) => {
   assert.instanceOf(error, RpcError.MailboxFullError)
@@ -100,15 +28,15 @@ describe("RpcEndpoint mailboxCapacity", () => {
   describe("definition", () => {
     for (const invalid of [0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) {
       it(`mailboxCapacity ${invalid} throws RangeError at definition (make and makeFenced)`, () => {
-        const gate: Gate = { entered: undefined!, release: undefined!, runs: [] }
-        assert.throws(() => gateEndpoint(gate, invalid), RangeError, /mailboxCapacity must be a positive integer/)
+        const gate: Gate = { entered: undefined!, release: undefined!, slowEntered: undefined!, slowRelease: undefined!, runs: [] }
+        assert.throws(() => gateEndpoint(gate, { mailboxCapacity: invalid }), RangeError, /mailboxCapacity must be a positive integer/)
         assert.throws(
           () =>
             RpcEndpoint.makeFenced({
               gateways: [GateGateway],
               token: Schema.String,
               mailboxCapacity: invalid,
-              init: () => Effect.succeed({ handlers: handlers(gate) })
+              init: () => Effect.succeed({ handlers: gateHandlers(gate) })
             }),
           RangeError
         )
@@ -116,14 +44,14 @@ describe("RpcEndpoint mailboxCapacity", () => {
     }
 
     it("unbounded by default; a valid capacity is kept on the definition", () => {
-      const gate: Gate = { entered: undefined!, release: undefined!, runs: [] }
+      const gate: Gate = { entered: undefined!, release: undefined!, slowEntered: undefined!, slowRelease: undefined!, runs: [] }
       assert.isUndefined(gateEndpoint(gate).mailboxCapacity)
-      assert.strictEqual(gateEndpoint(gate, 1).mailboxCapacity, 1)
+      assert.strictEqual(gateEndpoint(gate, { mailboxCapacity: 1 }).mailboxCapacity, 1)
       const fenced = RpcEndpoint.makeFenced({
         gateways: [GateGateway],
         token: Schema.String,
         mailboxCapacity: 7,
-        init: () => Effect.succeed({ handlers: handlers(gate) })
+        init: () => Effect.succeed({ handlers: gateHandlers(gate) })
       })
       assert.strictEqual(fenced.mailboxCapacity, 7)
     })
@@ -134,7 +62,7 @@ describe("RpcEndpoint mailboxCapacity", () => {
       Effect.gen(function*() {
         const gate = yield* makeGate
         const svc = yield* service
-        const server = yield* RpcEndpoint.scoped(gateEndpoint(gate, 3))
+        const server = yield* RpcEndpoint.scoped(gateEndpoint(gate, { mailboxCapacity: 3 }))
         const client = yield* svc.connect(server.address, GateGateway)
         const blocked = yield* Effect.forkChild(client.block())
         yield* Deferred.await(gate.entered)
@@ -167,7 +95,7 @@ describe("RpcEndpoint mailboxCapacity", () => {
     it.effect("tells count against the capacity like asks; capacity 1 admits exactly one queued message", () =>
       Effect.gen(function*() {
         const gate = yield* makeGate
-        const server = yield* RpcEndpoint.scoped(gateEndpoint(gate, 1))
+        const server = yield* RpcEndpoint.scoped(gateEndpoint(gate, { mailboxCapacity: 1 }))
         const client = server.self(GateGateway)
         const blocked = yield* Effect.forkChild(client.block())
         yield* Deferred.await(gate.entered)
@@ -192,7 +120,7 @@ describe("RpcEndpoint mailboxCapacity", () => {
           token: Schema.String,
           initialToken: "leader",
           mailboxCapacity: 2,
-          init: () => Effect.succeed({ handlers: handlers(gate) })
+          init: () => Effect.succeed({ handlers: gateHandlers(gate) })
         }))
         const client = yield* svc.connectFenced(server.address, "leader", GateGateway)
         const blocked = yield* Effect.forkChild(client.block())
@@ -234,7 +162,7 @@ describe("RpcEndpoint mailboxCapacity", () => {
       Effect.gen(function*() {
         const gate = yield* makeGate
         const svc = yield* service
-        const server = yield* svc.startServer(gateEndpoint(gate, 1))
+        const server = yield* svc.startServer(gateEndpoint(gate, { mailboxCapacity: 1 }))
         yield* server.start
         const client = yield* svc.connect(server.address, GateGateway)
         yield* server.terminate
@@ -249,7 +177,7 @@ describe("RpcEndpoint mailboxCapacity", () => {
       Effect.gen(function*() {
         const { client, server } = yield* tcpPair({ askTimeout: Duration.seconds(30) })
         const gate = yield* makeGate
-        const endpoint = yield* startOn(server, gateEndpoint(gate, 2))
+        const endpoint = yield* startOn(server, gateEndpoint(gate, { mailboxCapacity: 2 }))
         const remote = yield* client.connect(endpoint.address, GateGateway)
         const blocked = yield* Effect.forkChild(remote.block())
         yield* Deferred.await(gate.entered)
@@ -278,7 +206,7 @@ describe("RpcEndpoint mailboxCapacity", () => {
       Effect.gen(function*() {
         const { client, server } = yield* tcpPair()
         const gate = yield* makeGate
-        const endpoint = yield* startOn(server, gateEndpoint(gate, 5))
+        const endpoint = yield* startOn(server, gateEndpoint(gate, { mailboxCapacity: 5 }))
         const remote = yield* client.connect(endpoint.address, GateGateway)
         const blocked = yield* Effect.forkChild(remote.block())
         yield* Deferred.await(gate.entered)

@@ -11,53 +11,12 @@ import * as Frame from "../src/internal/frame.js"
 import * as Wire from "../src/internal/wire.js"
 import { startOn } from "./behaviour.js"
 import { service, settle, TestGateway, withService } from "./fixtures/common.js"
+import { eventually, GateGateway, gateEndpoint, gateHandlers, makeGate, tcpPair } from "./fixtures/gate.js"
+import { isolatedMetrics } from "./fixtures/raw.js"
 
 // ---------------------------------------------------------------------------------------------------------------
 // Fixtures
 // ---------------------------------------------------------------------------------------------------------------
-
-const GateGateway = RpcGateway.make("GateGateway", {
-  block: RpcGateway.ask({ success: Schema.String }),
-  work: RpcGateway.ask({ payload: Schema.String, success: Schema.String }),
-  note: RpcGateway.tell({ payload: Schema.String })
-})
-
-interface Gate {
-  readonly entered: Deferred.Deferred<void>
-  readonly release: Deferred.Deferred<void>
-  readonly runs: Array<string>
-}
-
-const makeGate = Effect.gen(function*() {
-  const gate: Gate = { entered: yield* Deferred.make<void>(), release: yield* Deferred.make<void>(), runs: [] }
-  return gate
-})
-
-const gateEndpoint = (gate: Gate, options: { readonly id?: string; readonly mailboxCapacity?: number } = {}) =>
-  RpcEndpoint.make({
-    id: options.id ?? "gate",
-    gateways: [GateGateway],
-    mailboxCapacity: options.mailboxCapacity,
-    init: () =>
-      Effect.succeed({
-        handlers: {
-          block: () =>
-            Deferred.succeed(gate.entered, undefined).pipe(
-              Effect.andThen(Deferred.await(gate.release)),
-              Effect.as("released")
-            ),
-          work: (payload) =>
-            Effect.sync(() => {
-              gate.runs.push(payload)
-              return payload
-            }),
-          note: (payload) => Effect.sync(() => void gate.runs.push(payload))
-        }
-      })
-  })
-
-const isolatedMetrics = <A, E, R>(self: Effect.Effect<A, E, R>) =>
-  Effect.suspend(() => Effect.provideService(self, Metric.MetricRegistry, new Map()))
 
 const matches = (metric: Metric.Metric.Snapshot, id: string, attributes: Record<string, string>) =>
   metric.id === id && Object.entries(attributes).every(([key, value]) => metric.attributes?.[key] === value)
@@ -99,22 +58,8 @@ const recordedHistograms = Effect.map(
 const inRegistry = (registry: Metric.MetricRegistry) => <A, E, R>(self: Effect.Effect<A, E, R>) =>
   Effect.provideService(self, Metric.MetricRegistry, registry)
 
-const eventually = <A>(probe: Effect.Effect<A>, predicate: (a: A) => boolean, what: string) =>
-  Effect.gen(function*() {
-    let last: A | undefined
-    for (let i = 0; i < 500; i++) {
-      last = yield* probe
-      if (predicate(last)) return last
-      yield* Effect.sleep("10 millis")
-    }
-    return assert.fail(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`)
-  })
-
 const withConfig = (overrides: Partial<RpcConfig.RpcConfig>) =>
   Effect.provideService(RpcConfig.RpcConfig, { ...RpcConfig.defaults, ...overrides })
-
-const tcpPair = (overrides: Partial<RpcConfig.RpcConfig> = {}) =>
-  Effect.all({ server: RpcService.makeTcp(), client: RpcService.makeTcp() }).pipe(withConfig(overrides))
 
 /** A tracer that keeps every span it makes. */
 const recordingTracer = () => {
@@ -313,7 +258,7 @@ describe("RpcMetrics", () => {
           gateways: [GateGateway],
           token: Schema.String,
           initialToken: "leader",
-          init: () => Effect.succeed({ handlers: gateEndpointHandlers(gate) })
+          init: () => Effect.succeed({ handlers: gateHandlers(gate) })
         }))
         const stale = yield* svc.connectFenced(fenced.address, "stale", GateGateway)
         assert.instanceOf(yield* Effect.flip(stale.work("stale")), RpcError.FencingTokenError)
@@ -808,14 +753,4 @@ describe("RpcMetrics", () => {
       }).pipe(withService(), withLogs(logs))
     })
   })
-})
-
-const gateEndpointHandlers = (gate: Gate) => ({
-  block: () => Effect.succeed("unused"),
-  work: (payload: string) =>
-    Effect.sync(() => {
-      gate.runs.push(payload)
-      return payload
-    }),
-  note: (payload: string) => Effect.sync(() => void gate.runs.push(payload))
 })

@@ -3,68 +3,12 @@
  * flight, armed timeouts), and leak checks: once calls settle and scopes close, nothing is left behind.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Duration, Effect, Exit, Fiber, Schema, Scope } from "effect"
+import { Deferred, Duration, Effect, Exit, Fiber, Scope } from "effect"
 import { TestClock } from "effect/testing"
-import { RpcConfig, RpcEndpoint, RpcError, RpcGateway, RpcService } from "effect-actor-rpc"
+import { RpcConfig, RpcEndpoint, RpcError, RpcService } from "effect-actor-rpc"
 import { startOn } from "./behaviour.js"
 import { service, settle, testEndpoint, TestGateway, withService } from "./fixtures/common.js"
-
-const GateGateway = RpcGateway.make("GateGateway", {
-  block: RpcGateway.ask({ success: Schema.String }),
-  work: RpcGateway.ask({ payload: Schema.String, success: Schema.String }),
-  note: RpcGateway.tell({ payload: Schema.String })
-})
-
-interface Gate {
-  readonly entered: Deferred.Deferred<void>
-  readonly release: Deferred.Deferred<void>
-  readonly runs: Array<string>
-}
-
-const makeGate = Effect.gen(function*() {
-  const gate: Gate = { entered: yield* Deferred.make<void>(), release: yield* Deferred.make<void>(), runs: [] }
-  return gate
-})
-
-const gateEndpoint = (gate: Gate, options: {
-  readonly id?: string
-  readonly onStop?: Effect.Effect<void | RpcEndpoint.Later<void, never>>
-} = {}) =>
-  RpcEndpoint.make({
-    id: options.id ?? "gate",
-    gateways: [GateGateway],
-    init: () =>
-      Effect.succeed({
-        handlers: {
-          block: () =>
-            Deferred.succeed(gate.entered, undefined).pipe(
-              Effect.andThen(Deferred.await(gate.release)),
-              Effect.as("released")
-            ),
-          work: (payload) =>
-            Effect.sync(() => {
-              gate.runs.push(payload)
-              return payload
-            }),
-          note: (payload) => Effect.sync(() => void gate.runs.push(payload))
-        },
-        onStop: options.onStop
-      })
-  })
-
-const endpointOf = (svc: RpcService.RpcServiceShape, endpointId: string) =>
-  Effect.map(svc.introspect, (snapshot) => snapshot.endpoints.find((e) => e.endpointId === endpointId))
-
-const eventually = <A>(probe: Effect.Effect<A>, predicate: (a: A) => boolean, what: string) =>
-  Effect.gen(function*() {
-    let last: A | undefined
-    for (let i = 0; i < 500; i++) {
-      last = yield* probe
-      if (predicate(last)) return last
-      yield* Effect.sleep("10 millis")
-    }
-    return assert.fail(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`)
-  })
+import { endpointOf, eventually, GateGateway, gateEndpoint, makeGate } from "./fixtures/gate.js"
 
 /** Asserts that a service holds nothing: no endpoints, connections, calls or timeouts. */
 const assertEmpty = (snapshot: RpcService.Snapshot) => {

@@ -4,103 +4,14 @@
  * across TCP. A handler that has started always runs to completion.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Duration, Effect, Fiber, Metric, Schema } from "effect"
+import { Deferred, Duration, Effect, Fiber } from "effect"
 import * as Net from "node:net"
 import { TestClock } from "effect/testing"
-import { RpcConfig, RpcEndpoint, RpcError, RpcGateway, RpcMetrics, RpcService } from "effect-actor-rpc"
+import { RpcEndpoint, RpcError, RpcService } from "effect-actor-rpc"
 import { startOn } from "./behaviour.js"
 import { service, settle, withService } from "./fixtures/common.js"
-
-const GateGateway = RpcGateway.make("GateGateway", {
-  /** Holds the main thread until the gate is released. */
-  block: RpcGateway.ask({ success: Schema.String }),
-  /** Records its payload: the side effect that shows whether a handler ran. */
-  work: RpcGateway.ask({ payload: Schema.String, success: Schema.String }),
-  /** Signals that it started, waits for its own release, then records its payload. */
-  slow: RpcGateway.ask({ payload: Schema.String, success: Schema.String }),
-  /** A method whose declared timeout is short. */
-  quick: RpcGateway.ask({ payload: Schema.String, success: Schema.String, timeout: "50 millis" }),
-  note: RpcGateway.tell({ payload: Schema.String })
-})
-
-interface Gate {
-  readonly entered: Deferred.Deferred<void>
-  readonly release: Deferred.Deferred<void>
-  readonly slowEntered: Deferred.Deferred<void>
-  readonly slowRelease: Deferred.Deferred<void>
-  readonly runs: Array<string>
-}
-
-const makeGate = Effect.gen(function*() {
-  return {
-    entered: yield* Deferred.make<void>(),
-    release: yield* Deferred.make<void>(),
-    slowEntered: yield* Deferred.make<void>(),
-    slowRelease: yield* Deferred.make<void>(),
-    runs: []
-  } satisfies Gate as Gate
-})
-
-const record = (gate: Gate, payload: string) =>
-  Effect.sync(() => {
-    gate.runs.push(payload)
-    return payload
-  })
-
-const gateEndpoint = (gate: Gate, id = "gate") =>
-  RpcEndpoint.make({
-    id,
-    gateways: [GateGateway],
-    init: () =>
-      Effect.succeed({
-        handlers: {
-          block: () =>
-            Deferred.succeed(gate.entered, undefined).pipe(
-              Effect.andThen(Deferred.await(gate.release)),
-              Effect.as("released")
-            ),
-          work: (payload) => record(gate, payload),
-          quick: (payload) => record(gate, payload),
-          slow: (payload) =>
-            Deferred.succeed(gate.slowEntered, undefined).pipe(
-              Effect.andThen(Deferred.await(gate.slowRelease)),
-              Effect.andThen(record(gate, payload))
-            ),
-          note: (payload) => Effect.asVoid(record(gate, payload))
-        }
-      })
-  })
-
-/** Runs the test (and the services it builds) with a registry of its own, so counters start at 0. */
-const isolatedMetrics = <A, E, R>(self: Effect.Effect<A, E, R>) =>
-  Effect.suspend(() => Effect.provideService(self, Metric.MetricRegistry, new Map()))
-
-/** The value of `rpc_rejections_total{reason}` in the current registry. */
-const rejections = (reason: RpcMetrics.RejectionReason) =>
-  Effect.map(RpcMetrics.snapshot, (metrics) => {
-    let total = 0
-    for (const metric of metrics) {
-      if (metric.id === RpcMetrics.names.rejections && metric.type === "Counter" && metric.attributes?.reason === reason) {
-        total += Number(metric.state.count)
-      }
-    }
-    return total
-  })
-
-const depthOf = (svc: RpcService.RpcServiceShape, endpointId: string) =>
-  Effect.map(svc.introspect, (snapshot) => snapshot.endpoints.find((e) => e.endpointId === endpointId)?.mailboxDepth ?? -1)
-
-/** Polls `probe` (every 10 ms, at most ~5 s) until `predicate` holds; fails the test otherwise. */
-const eventually = <A>(probe: Effect.Effect<A>, predicate: (a: A) => boolean, what: string) =>
-  Effect.gen(function*() {
-    let last: A | undefined
-    for (let i = 0; i < 500; i++) {
-      last = yield* probe
-      if (predicate(last)) return last
-      yield* Effect.sleep("10 millis")
-    }
-    return assert.fail(`timed out waiting for ${what} (last: ${String(last)})`)
-  })
+import { depthOf, eventually, GateGateway, gateEndpoint, makeGate, rejections, tcpPair } from "./fixtures/gate.js"
+import { isolatedMetrics } from "./fixtures/raw.js"
 
 const freePort = Effect.callback<number>((resume) => {
   const server = Net.createServer()
@@ -109,11 +20,6 @@ const freePort = Effect.callback<number>((resume) => {
     server.close(() => resume(Effect.succeed(port)))
   })
 })
-
-const tcpPair = (overrides: Partial<RpcConfig.RpcConfig> = {}) =>
-  Effect.all({ server: RpcService.makeTcp(), client: RpcService.makeTcp() }).pipe(
-    Effect.provideService(RpcConfig.RpcConfig, { ...RpcConfig.defaults, ...overrides })
-  )
 
 describe("deadlines", () => {
   describe("local", () => {
