@@ -180,7 +180,6 @@ export class Connection {
   snapshot(): ConnectionSnapshot {
     let callsOut = 0
     for (const entry of this.pending.values()) if (entry._tag === "Ask") callsOut++
-    const bufferedBytes = this.outboundBytes
     return {
       peer: this.peerLabel,
       peerService: this.peer?.service,
@@ -188,7 +187,7 @@ export class Connection {
       state: this.state,
       callsOut,
       callsIn: this.serving.size,
-      bufferedBytes: bufferedBytes + (this.stream?.writableLength ?? 0),
+      bufferedBytes: this.outboundBytes + (this.stream?.writableLength ?? 0),
       silentMillis: this.clock === undefined ? 0 : this.clock.currentTimeMillisUnsafe() - this.lastHeard
     }
   }

@@ -240,14 +240,14 @@ export class EndpointRuntime {
   invoke(invocation: Invoke): MailboxFullError | undefined {
     const capacity = this.definition.mailboxCapacity
     const depth = this.mailbox.size()
+    const instruments = this.host.instruments
     if (capacity !== undefined && depth >= capacity && !this.mailbox.isClosed()) {
-      this.host.instruments.reject("mailbox_full")
+      instruments.reject("mailbox_full")
       const error = new MailboxFullError({ address: this.address, method: qualified(invocation), capacity })
       if (invocation.resume === undefined) return error
       invocation.resume(Exit.fail(error))
       return undefined
     }
-    const instruments = this.host.instruments
     if (instruments.enabled) {
       invocation.enqueuedAt = performance.now()
       instruments.mailboxDepth(depth)

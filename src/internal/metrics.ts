@@ -94,7 +94,7 @@ export interface MethodMetrics {
 /** The instruments of one service. */
 export class Instruments {
   private readonly methods = new Map<string, Map<string, MethodMetrics>>()
-  private readonly rejections = new Map<RejectionReason, Metric.Metric<number, unknown>>()
+  private readonly rejections = new Map<string, Metric.Metric<number, unknown>>()
   private readonly refusals = new Map<string, Metric.Metric<number, unknown>>()
   private readonly depth: FastHistogram
   private readonly frameIn: FastHistogram
@@ -138,11 +138,7 @@ export class Instruments {
   }
 
   reject(reason: RejectionReason): void {
-    let counter = this.rejections.get(reason)
-    if (counter === undefined) {
-      this.rejections.set(reason, counter = Metric.counter(names.rejections, { attributes: { reason } }))
-    }
-    counter.updateUnsafe(1, this.context)
+    this.count(this.rejections, names.rejections, reason)
   }
 
   heartbeatMiss(): void {
@@ -150,10 +146,13 @@ export class Instruments {
   }
 
   refuse(reason: "max_connections" | "handshake_timeout"): void {
-    let counter = this.refusals.get(reason)
-    if (counter === undefined) {
-      this.refusals.set(reason, counter = Metric.counter(names.connectionsRefused, { attributes: { reason } }))
-    }
+    this.count(this.refusals, names.connectionsRefused, reason)
+  }
+
+  /** Increments counter `name{reason}`, made on first use. */
+  private count(counters: Map<string, Metric.Metric<number, unknown>>, name: string, reason: string): void {
+    let counter = counters.get(reason)
+    if (counter === undefined) counters.set(reason, counter = Metric.counter(name, { attributes: { reason } }))
     counter.updateUnsafe(1, this.context)
   }
 }

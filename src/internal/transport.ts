@@ -131,8 +131,8 @@ export class Transport {
   private readonly connectionHost: ConnectionHost
   /** Accepted TLS sockets still in their handshake: they count against `maxConnections` too. */
   private handshaking = 0
-  /** The TLS material in force for dialling: reloads replace it. */
-  private material: { readonly settings: TlsMaterial; readonly context: Tls.SecureContext } | undefined
+  /** The TLS context in force for dialling: reloads replace it. */
+  private secureContext: Tls.SecureContext | undefined
   /** Runs the server side of TLS handshakes (see `handshake`); reloads give it the new material too. */
   private readonly acceptor: Tls.Server | undefined
   /** The sockets in a handshake, by remote address and port, and what to do when it ends. */
@@ -145,7 +145,7 @@ export class Transport {
   ) {
     this.protocol = tls === undefined ? "rpc" : "rpcs"
     if (tls !== undefined) {
-      this.material = { settings: tls, context: Tls.createSecureContext(tls) }
+      this.secureContext = Tls.createSecureContext(tls)
       const acceptor = Tls.createServer({
         key: tls.key,
         cert: tls.cert,
@@ -257,7 +257,7 @@ export class Transport {
     const socket = Tls.connect({
       host,
       port,
-      secureContext: this.material!.context,
+      secureContext: this.secureContext!,
       // Node refuses an IP address as SNI server name; the certificate is still checked against the host.
       ...(Net.isIP(host) === 0 ? { servername: host } : {}),
       checkServerIdentity: (hostname, cert) => {
@@ -419,7 +419,7 @@ export class Transport {
         try {
           const context = Tls.createSecureContext(loaded.success)
           this.acceptor!.setSecureContext(loaded.success)
-          this.material = { settings: loaded.success, context }
+          this.secureContext = context
         } catch (error) {
           failure = `the new key and certificate do not form a TLS context (${describe(error)})`
         }
