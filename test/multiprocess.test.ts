@@ -7,14 +7,11 @@
  * the port it bound.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Duration, Effect, Exit, Fiber, Option, Result, Schema, type Scope } from "effect"
-import { RpcAddress, RpcConfig, RpcError, type RpcGateway, RpcService } from "effect-actor-rpc"
-import { type ChildProcess, spawn } from "node:child_process"
-import { fileURLToPath } from "node:url"
+import { Deferred, Duration, Effect, Exit, Fiber, Option } from "effect"
+import { RpcConfig, RpcError, type RpcGateway, RpcService } from "effect-actor-rpc"
 import { settle } from "./fixtures/common.js"
-import { PEER_ENDPOINT_ID, PeerGateway } from "./fixtures/peerGateway.js"
-
-const peerPath = fileURLToPath(new URL("./fixtures/peer.ts", import.meta.url))
+import { PeerGateway } from "./fixtures/peerGateway.js"
+import { type Ending, PeerError, spawnPeer } from "./fixtures/peerProcess.js"
 
 const heartbeatInterval = Duration.millis(100)
 const heartbeatPause = Duration.millis(500)
@@ -22,98 +19,8 @@ const pauseMillis = Duration.toMillis(heartbeatPause)
 // Far above anything the assertions accept, so a call that fails by timing out cannot pass for a detection.
 const askTimeout = Duration.seconds(30)
 
-/**
- * The peer keeps the default heartbeat settings (1 s interval, 10 s pause): it answers this process's heartbeat
- * requests, so this side detects a failure within its own pause whatever the peer's settings are.
- */
-const peerEnv = { ...process.env }
-
-class PeerError extends Schema.TaggedError<PeerError>()("PeerError", {
-  message: Schema.String
-}) {}
-
-interface Ending {
-  readonly code: number | null
-  readonly signal: NodeJS.Signals | null
-}
-
-interface Peer {
-  readonly pid: number
-  readonly address: string
-  readonly host: string
-  readonly port: number
-  /** How the process ended: its exit code, or the signal that ended it. */
-  readonly exited: Deferred.Deferred<Ending>
-}
-
-const isRunning = (child: ChildProcess) => child.exitCode === null && child.signalCode === null
-
-/** SIGKILLs the child by its pid unless it has already ended (a stopped process dies of SIGKILL too). */
-const reap = (child: ChildProcess, exited: Peer["exited"]) =>
-  Effect.gen(function*() {
-    if (child.pid !== undefined && isRunning(child)) {
-      try {
-        process.kill(child.pid, "SIGKILL")
-      } catch {
-        // ESRCH: it ended between the check and the kill.
-      }
-    }
-    if (child.pid !== undefined) yield* Effect.timeoutOption(Deferred.await(exited), "5 seconds")
-  })
-
-/**
- * Spawns a peer on `port` and waits (at most 20 s) for its READY line. The process is killed when the scope
- * closes, whatever the test did to it.
- */
-const spawnPeer = (port: string): Effect.Effect<Peer, PeerError, Scope.Scope> =>
-  Effect.gen(function*() {
-    const exited = yield* Deferred.make<Ending>()
-    const ready = yield* Deferred.make<string>()
-    // Effect's logger writes to stdout, so a failure report needs both streams.
-    let output = ""
-    const child = yield* Effect.acquireRelease(
-      Effect.sync(() => {
-        const child = spawn(process.execPath, ["--import", "tsx", peerPath, port], {
-          stdio: ["ignore", "pipe", "pipe"],
-          env: peerEnv
-        })
-        const keep = (chunk: string) => {
-          output = (output + chunk).slice(-8000)
-        }
-        let stdout = ""
-        child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
-          keep(chunk)
-          stdout += chunk
-          const line = /^READY (\S+)$/m.exec(stdout)
-          if (line !== null) Deferred.doneUnsafe(ready, Effect.succeed(line[1]!))
-        })
-        child.stderr!.setEncoding("utf8").on("data", keep)
-        // "close" rather than "exit": it comes once the pipes are drained and closed too.
-        child.once("close", (code, signal) => Deferred.doneUnsafe(exited, Effect.succeed({ code, signal })))
-        child.once("error", (error) => {
-          keep(`\nspawn failed: ${error.message}`)
-          Deferred.doneUnsafe(exited, Effect.succeed({ code: null, signal: null }))
-        })
-        return child
-      }),
-      (child) => reap(child, exited)
-    )
-    const failed = (what: string) => new PeerError({ message: `The peer (${peerPath} ${port}) ${what}. Its output:\n${output}` })
-    const address = yield* Deferred.await(ready).pipe(
-      Effect.raceFirst(
-        Effect.flatMap(Deferred.await(exited), ({ code, signal }) =>
-          Effect.fail(failed(`ended (code ${code}, signal ${signal}) before printing READY`)))
-      ),
-      Effect.timeoutOrElse({ duration: "20 seconds", orElse: () => Effect.fail(failed("printed no READY line within 20 s")) })
-    )
-    const parsed = RpcAddress.parse(address)
-    if (Result.isFailure(parsed)) return yield* Effect.fail(failed(`printed an invalid address: ${parsed.failure}`))
-    const hostPort = RpcAddress.parseHostPort(parsed.success.authority)
-    if (Result.isFailure(hostPort)) return yield* Effect.fail(failed(`printed an invalid authority: ${hostPort.failure}`))
-    assert.strictEqual(parsed.success.protocol, "rpc")
-    assert.strictEqual(parsed.success.endpointId, PEER_ENDPOINT_ID)
-    return { pid: child.pid!, address, host: hostPort.success.host, port: hostPort.success.port, exited }
-  })
+// The peer keeps the default heartbeat settings (1 s interval, 10 s pause): it answers this process's heartbeat
+// requests, so this side detects a failure within its own pause whatever the peer's settings are.
 
 /** The client side: a TCP service in this process with fast heartbeats and a long ask timeout. */
 const makeClient = RpcService.makeTcp({ host: "127.0.0.1" }).pipe(
