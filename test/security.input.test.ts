@@ -14,12 +14,14 @@ import * as Wire from "../src/internal/wire.js"
 import { startOn } from "./behaviour.js"
 import { testEndpoint, TestGateway } from "./fixtures/common.js"
 import {
+  collectLogs,
   config,
   counter,
   eventually,
   frameOf,
   helloFrame,
   isolatedMetrics,
+  makeLogLines,
   messagesOf,
   portOf,
   type RawSocket,
@@ -207,9 +209,10 @@ describe("security: input", () => {
   })
 
   describe("slow reader", () => {
-    it.live("a peer that sends 20,000 asks and never reads does not stop others being served, and the heartbeat pause closes its connection", () =>
+    // 12,000 asks of 1 KiB stay within the 20 MiB receive window: the peer breaks no rule, it only does not read.
+    it.live("a peer that sends 12,000 asks and never reads does not stop others being served, and the heartbeat pause closes its connection", () =>
       isolatedMetrics(Effect.gen(function*() {
-        const { server, endpoint, slowConnection } = yield* slowReader({ heartbeatPause: 2_000 })
+        const { server, endpoint, slowConnection } = yield* slowReader({ heartbeatPause: 2_000, asks: 12_000 })
         // Meanwhile a well-behaved client is served.
         const client = yield* RpcService.makeTcp()
         const gateway = yield* client.connect(endpoint.address, BytesGateway)
@@ -227,14 +230,19 @@ describe("security: input", () => {
 
     // Asks beyond maxAsksPerConnection are answered at once with MailboxFullError instead of being queued: the
     // replies a non-reading peer can make the server hold are bounded by that limit times the reply size, plus the
-    // refusals, until reading pauses at 8 MiB.
-    it.live("a peer that pipelines 20,000 asks to a slow handler and never reads: asks beyond maxAsksPerConnection are refused and the server's buffered bytes for it stay below 12 MiB", () =>
+    // refusals; once 4 MiB are queued to it, its further requests wait unread (within its receive window).
+    it.live("a peer that pipelines 12,000 asks to a slow handler and never reads: asks beyond maxAsksPerConnection are refused and the server's buffered bytes for it stay below 12 MiB", () =>
       isolatedMetrics(Effect.gen(function*() {
         const gate = yield* Deferred.make<void>()
-        const { handled, slowConnection } = yield* slowReader({ heartbeatPause: 20_000, gate, maxAsksPerConnection: 2_000 })
+        const { handled, slowConnection } = yield* slowReader({
+          heartbeatPause: 20_000,
+          gate,
+          maxAsksPerConnection: 2_000,
+          asks: 12_000
+        })
         // Until the server stops taking asks (none for 0.5 s; at most 10 s), the handlers hold their answers.
         let last = -1
-        for (let i = 0, quiet = 0; i < 400 && quiet < 20 && handled.count < 20_000; i++) {
+        for (let i = 0, quiet = 0; i < 400 && quiet < 20 && handled.count < 12_000; i++) {
           quiet = handled.count === last ? quiet + 1 : 0
           last = handled.count
           yield* Effect.sleep("25 millis")
@@ -249,10 +257,36 @@ describe("security: input", () => {
           maxBuffered = Math.max(maxBuffered, connection.bufferedBytes)
           yield* Effect.sleep("25 millis")
         }
-        // The pause's own threshold is 8 MiB; 4 MiB more is margin.
+        // Requests wait from 4 MiB queued on; the replies of the 2,000 asks already taken come on top.
         assert.isBelow(maxBuffered, 12 * 1024 * 1024, `buffered replies stay bounded (${handled.count} asks taken)`)
         assert.isAtMost(handled.count, 2_000, "no more asks than the limit reached the handler")
         assert.isAtLeast(yield* counter(rejections, "mailbox_full"), 1)
+      })))
+  })
+
+  describe("a peer that does not follow flow control", () => {
+    it.live("a peer that sends 64 KiB asks without reading is closed once its requests exceed the receive window, long before the heartbeat pause, with what was held for it bounded", () =>
+      isolatedMetrics(Effect.gen(function*() {
+        const logs = makeLogLines()
+        const { slowConnection } = yield* slowReader({
+          heartbeatPause: 20_000,
+          asks: 600,
+          payloadBytes: 64 * 1024
+        }).pipe(collectLogs(logs))
+        let maxBuffered = 0
+        const startedAt = Date.now()
+        for (let i = 0; i < 400; i++) {
+          const connection = yield* slowConnection
+          if (connection === undefined) break
+          maxBuffered = Math.max(maxBuffered, connection.bufferedBytes)
+          yield* Effect.sleep("10 millis")
+        }
+        assert.isUndefined(yield* slowConnection, "closed")
+        assert.isBelow(Date.now() - startedAt, 10_000, "by the window, not by the 20 s heartbeat pause")
+        assert.strictEqual(yield* counter(heartbeatMisses), 0)
+        assert.isAtLeast(logs.count("beyond the receive window"), 1, "the operator is told why")
+        // Replies queued to it stop growing at the 4 MiB backlog mark (plus the replies already being made).
+        assert.isBelow(maxBuffered, 8 * 1024 * 1024, "buffered replies stay bounded")
       })))
   })
 
@@ -365,6 +399,9 @@ const slowReader = (options: {
   readonly heartbeatPause: number
   readonly gate?: Deferred.Deferred<void>
   readonly maxAsksPerConnection?: number
+  /** How many asks it sends at once (20,000 by default) and their payload's size (1 KiB). */
+  readonly asks?: number
+  readonly payloadBytes?: number
 }) =>
   Effect.gen(function*() {
     const handled = { count: 0 }
@@ -394,9 +431,11 @@ const slowReader = (options: {
       })
     )
     const slow = yield* rawConnection(portOf(endpoint.address), { read: false })
-    const payload = Result.getOrThrow(Wire.encodeValue(Schema.Uint8Array, new Uint8Array(1024).fill(7)))
+    const payload = Result.getOrThrow(
+      Wire.encodeValue(Schema.Uint8Array, new Uint8Array(options.payloadBytes ?? 1024).fill(7))
+    )
     const frames: Array<Buffer> = [helloFrame("slow-reader")]
-    for (let id = 1; id <= 20_000; id++) {
+    for (let id = 1; id <= (options.asks ?? 20_000); id++) {
       frames.push(frameOf(Wire.invoke(false, id, "bytes", "BytesGateway", "echo", undefined, undefined, undefined, payload)))
     }
     slow.socket.write(Buffer.concat(frames))

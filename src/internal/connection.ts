@@ -99,6 +99,13 @@ interface PendingConnect {
   readonly resume: (failure: OpenFailure | undefined) => void
 }
 
+/** A request waiting for the peer's window, with its id (0 for a tell) so that forgetting an ask can drop it. */
+interface HeldRequest {
+  readonly frame: Wire.OutFrame
+  readonly id: number
+  readonly cost: number
+}
+
 type State = "opening" | "open" | "closed"
 
 const qualify = (gateway: string, method: string) => `${gateway}.${method}`
@@ -107,6 +114,8 @@ const unreachable = (address: string, method: string, reason: string) =>
   Exit.fail(new RecipientUnreachableError({ address, method, reason }))
 
 type InvokeMessage = Extract<Wire.Message, { _tag: "Ask" | "Tell" }>
+
+type RequestMessage = Extract<Wire.Message, { _tag: "Connect" | "Ask" | "Tell" }>
 
 const cannotEncodeRequest = (call: OutboundCall, detail: string) =>
   new RpcSerializationError({
@@ -150,6 +159,34 @@ export class Connection {
   private flushScheduled = false
   /** The stream's buffer is full: write again on its `drain`. */
   private draining = false
+  // Flow control (docs/PROTOCOL.md, "Flow control"). The invariants this connection keeps:
+  // 1. It never stops reading from its peer, so the answers to its own asks always get through. (Until protocol
+  //    version 4 it paused reading once 8 MiB were queued to the peer: a caller with 16 MiB of asks in flight
+  //    stopped reading its replies, its peer stopped reading in turn, and both waited on each other.)
+  // 2. It hands the peer's requests to endpoints only while less than BACKLOG_BYTES are queued to the peer; later
+  //    ones wait in `deferred`, in order, so a peer that does not read cannot make it produce replies without end.
+  // 3. The peer may have at most this side's `window` of requests outstanding: sent and not credited back. This
+  //    side credits requests once it has handed them to endpoints, so `deferred` never holds more than the window,
+  //    and a peer that sends more breaks the protocol and is closed. Symmetrically, requests to the peer beyond its
+  //    window wait in `held` until it credits them.
+  // Deadlock freedom: both sides always read, a backlog drains as the peer reads it, so `deferred` empties,
+  // credits flow, and `held` empties; no side waits on a side that waits on it.
+  /** Request cost (`Wire.requestCost`) sent to the peer and not yet credited back. */
+  private outstanding = 0
+  /** The peer's receive window; until its hello, the least any peer announces. */
+  private peerWindow = Wire.MIN_WINDOW
+  /** Requests beyond the peer's window, in send order. */
+  private held: Array<HeldRequest> = []
+  /** This side's receive window, announced in its hello. */
+  private readonly window: number
+  /** The peer's requests not yet handed to endpoints (copies of their frame bodies), in arrival order. */
+  private deferred: Array<Uint8Array> | undefined = undefined
+  private deferredHead = 0
+  private deferredCost = 0
+  /** Cost of the requests handed to endpoints since the last Credit. */
+  private uncredited = 0
+  /** A heartbeat request arrived while the backlog was large: it is answered once the backlog is small again. */
+  private heartbeatOwed = false
   /**
    * When the peer last answered something this side sent (a heartbeat, an ask, a connect). Bytes that merely
    * arrive do not count: in a one-way partition the peer's own traffic still arrives while nothing of this
@@ -173,6 +210,7 @@ export class Connection {
   ) {
     // Until the peer's hello, nobody knows who it is: it may send no more than a hello needs.
     this.decoder = new Frame.FrameDecoder(Math.min(HELLO_LIMIT, host.config.maximumFrameSize))
+    this.window = Wire.windowFor(host.config.maximumFrameSize)
     if (direction === "outbound") this.sendHello()
   }
 
@@ -195,6 +233,14 @@ export class Connection {
   /** Drops interest in ask `id`; when its caller was interrupted, the peer is asked to skip it too. */
   forget(id: number, interrupted: boolean): void {
     if (!this.pending.delete(id)) return
+    // An ask still held for window was never sent: dropping it is enough.
+    if (this.held.length > 0) {
+      const index = this.held.findIndex((request) => request.id === id)
+      if (index >= 0) {
+        this.held.splice(index, 1)
+        return
+      }
+    }
     // While opening, the ask itself is still queued behind the hello, so the Cancel follows it.
     if (interrupted && this.state !== "closed") this.push(Wire.cancel(id))
   }
@@ -206,7 +252,47 @@ export class Connection {
 
   private sendHello(): void {
     const { authority, config, incarnation, serviceName } = this.host
-    this.push(Wire.hello(incarnation, serviceName, authority, config.maximumFrameSize))
+    this.push(Wire.hello(incarnation, serviceName, authority, config.maximumFrameSize, this.window))
+  }
+
+  /** Bytes queued to the peer, in this connection and in the socket. */
+  private get backlog(): number {
+    return this.outboundBytes + (this.stream?.writableLength ?? 0)
+  }
+
+  /** Sends a request (Connect, Ask, Tell) if the peer's window has room, else holds it, keeping the order. */
+  private sendRequest(frame: Wire.OutFrame, id: number): void {
+    const cost = Wire.requestCost(frame.size)
+    // Alone, any request may go: a window smaller than one request must not stop the connection for good.
+    if (this.held.length === 0 && (this.outstanding === 0 || this.outstanding + cost <= this.peerWindow)) {
+      this.outstanding += cost
+      this.push(frame)
+    } else {
+      this.held.push({ frame, id, cost })
+    }
+  }
+
+  /** Sends the held requests the peer's window now has room for, in order. */
+  private releaseHeld(): void {
+    const held = this.held
+    let sent = 0
+    while (sent < held.length) {
+      const request = held[sent]!
+      if (this.outstanding !== 0 && this.outstanding + request.cost > this.peerWindow) break
+      this.outstanding += request.cost
+      this.push(request.frame)
+      sent++
+    }
+    if (sent > 0) this.held = held.slice(sent)
+  }
+
+  private onCredit(bytes: number): void {
+    if (bytes > this.outstanding) {
+      this.protocolError(`a credit of ${bytes} bytes with only ${this.outstanding} outstanding`)
+      return
+    }
+    this.outstanding -= bytes
+    if (this.held.length > 0) this.releaseHeld()
   }
 
   private push(frame: Wire.OutFrame): void {
@@ -217,7 +303,6 @@ export class Connection {
       this.outbound.push(frame.tail)
       this.outboundBytes += frame.tail.length
     }
-    if (this.draining && !this.readingPaused) this.pauseIfFarBehind()
     if (!this.flushScheduled) {
       // Writing at once would write each frame on its own; writing once the current turn is over sends everything
       // queued in that turn in one write.
@@ -249,33 +334,39 @@ export class Connection {
     }
     if (!ok) {
       this.draining = true
-      this.pauseIfFarBehind()
       stream.once("drain", this.drained)
+      return
     }
+    if (this.deferred !== undefined || this.heartbeatOwed) this.catchUp()
   }
-
-  /**
-   * When the peer reads far slower than this side answers, stops reading its calls until it catches up, so a peer
-   * that never reads cannot make this side queue replies without bound. Only far behind: two sides that both
-   * paused would wait on each other, so ordinary bursts must never get there.
-   */
-  private pauseIfFarBehind(): void {
-    const stream = this.stream
-    if (stream === undefined || this.outboundBytes + stream.writableLength < PAUSE_READING_BYTES) return
-    this.readingPaused = true
-    stream.pause()
-  }
-
-  /** Reading from the peer is paused until the socket drains. */
-  private readingPaused = false
 
   private readonly drained = (): void => {
     this.draining = false
-    if (this.readingPaused) {
-      this.readingPaused = false
-      if (this.state !== "closed") this.stream?.resume()
-    }
     this.flush()
+    if (!this.draining && (this.deferred !== undefined || this.heartbeatOwed)) this.catchUp()
+  }
+
+  /** Once the backlog to the peer is small again: the owed heartbeat answer, then the deferred requests, in order. */
+  private catchUp(): void {
+    if (this.state === "closed" || this.backlog >= BACKLOG_BYTES) return
+    if (this.heartbeatOwed) {
+      this.heartbeatOwed = false
+      this.push(Wire.heartbeatReply)
+    }
+    const deferred = this.deferred
+    if (deferred === undefined) return
+    while (this.deferredHead < deferred.length && this.backlog < BACKLOG_BYTES && (this.state as State) !== "closed") {
+      const body = deferred[this.deferredHead]!
+      deferred[this.deferredHead++] = undefined!
+      const cost = Wire.requestCost(body.length)
+      this.deferredCost -= cost
+      // It decoded as a request when it arrived; the copy decodes the same.
+      this.dispatch(Wire.decode(body) as RequestMessage, cost)
+    }
+    if (this.deferredHead === deferred.length) {
+      this.deferred = undefined
+      this.deferredHead = 0
+    }
   }
 
   private takeId(): number {
@@ -309,8 +400,8 @@ export class Connection {
           _tag: "Connect",
           resume: (failure) => resume(failure === undefined ? Effect.void : fail(failure))
         })
-        this.push(Wire.connect(id, endpointId, gateway.name, gateway.fingerprint))
-        return Effect.sync(() => this.pending.delete(id))
+        this.sendRequest(Wire.connect(id, endpointId, gateway.name, gateway.fingerprint), id)
+        return Effect.sync(() => this.forget(id, false))
       }))
     )
   }
@@ -366,7 +457,7 @@ export class Connection {
     const spec = (call.gateway.methods as RpcGateway.Methods)[call.method]!
     const pending = new PendingAsk(this, id, call, spec, resume)
     this.pending.set(id, pending)
-    this.push(frame.success)
+    this.sendRequest(frame.success, id)
     return pending
   }
 
@@ -378,7 +469,7 @@ export class Connection {
     }
     const frame = this.encodeCall(call, true, 0)
     if (Result.isFailure(frame)) return frame.failure
-    this.push(frame.success)
+    this.sendRequest(frame.success, 0)
     return undefined
   }
 
@@ -402,7 +493,9 @@ export class Connection {
       case "Hello":
         return this.onHello(message)
       case "Connect":
-        return this.onConnect(message)
+      case "Ask":
+      case "Tell":
+        return this.onRequest(message, body)
       case "Connected": {
         this.heard()
         const pending = this.pending.get(message.id)
@@ -413,14 +506,14 @@ export class Connection {
         )
         return
       }
-      case "Ask":
-      case "Tell":
-        return this.onInvoke(message)
       case "Reply":
         return this.onReply(message)
       case "Heartbeat":
-        if (!message.reply) this.push(Wire.heartbeatReply)
-        else if (this.heartbeatsUnanswered > 0) {
+        if (!message.reply) {
+          // Answers to a peer that does not read must not pile up either: one owed answer stands for any number.
+          if (this.backlog < BACKLOG_BYTES) this.push(Wire.heartbeatReply)
+          else this.heartbeatOwed = true
+        } else if (this.heartbeatsUnanswered > 0) {
           // Replies nobody asked for are no sign of life: a peer that never reads could send them blind.
           this.heartbeatsUnanswered = 0
           this.heard()
@@ -429,6 +522,8 @@ export class Connection {
       case "Cancel":
         this.serving.get(message.id)?.cancel(true)
         return
+      case "Credit":
+        return this.onCredit(message.bytes)
       case "Close":
         this.close({ reason: toReason(message.reason), detail: `the peer closed it: ${message.detail}` }, false)
         return
@@ -448,12 +543,45 @@ export class Connection {
     }
     this.peer = { incarnation: hello.incarnation, service: hello.service, maximumFrameSize: hello.maximumFrameSize }
     this.decoder.limit = this.host.config.maximumFrameSize
+    this.peerWindow = hello.receiveWindow
     if (this.direction === "inbound") {
       this.sendHello()
       if (hello.authority !== null) this.host.register(this, hello.authority)
     }
     this.state = "open"
     Deferred.doneUnsafe(this.opened, Exit.void)
+    if (this.held.length > 0) this.releaseHeld()
+  }
+
+  /**
+   * A request from the peer: handed to its endpoint at once, unless the backlog to the peer is large or earlier
+   * requests are still waiting (order), in which case it waits too, within the window this side announced.
+   */
+  private onRequest(message: RequestMessage, body: Uint8Array): void {
+    const cost = Wire.requestCost(body.length)
+    if (this.deferred === undefined && this.backlog < BACKLOG_BYTES) return this.dispatch(message, cost)
+    this.deferredCost += cost
+    if (this.deferredCost > this.window) {
+      this.protocolError(
+        `the peer sent requests beyond the receive window of ${this.window} bytes (it does not read its replies ` +
+          `or does not follow the flow control of protocol version ${Wire.VERSION})`
+      )
+      return
+    }
+    // A copy: the frame is a view of a socket read that is not this connection's to keep.
+    ;(this.deferred ??= []).push(body.slice())
+  }
+
+  /** Hands a request to its endpoint (or answers a Connect), and credits its cost back to the peer in batches. */
+  private dispatch(message: RequestMessage, cost: number): void {
+    if (message._tag === "Connect") this.onConnect(message)
+    else this.onInvoke(message)
+    this.uncredited += cost
+    // A sender waits only with more than half its window outstanding, which credits of a quarter always release.
+    if (this.uncredited >= this.window / 4 && this.state !== "closed") {
+      this.push(Wire.credit(this.uncredited))
+      this.uncredited = 0
+    }
   }
 
   private endpointAddress(endpointId: string): string {
@@ -656,6 +784,8 @@ export class Connection {
   }
 
   private protocolError(detail: string): void {
+    // Logged by the connection's fiber: the operator of this side learns why a peer was cut off.
+    this.warning ??= detail
     const failure: OpenFailure = { reason: "Unreachable", detail: `protocol error: ${detail}` }
     this.close(failure, true)
   }
@@ -680,6 +810,10 @@ export class Connection {
     const reason = this.lostReason()
     const pending = [...this.pending.values()]
     this.pending.clear()
+    this.held = []
+    this.deferred = undefined
+    this.deferredHead = 0
+    this.deferredCost = 0
     // Their handlers may still run (they are queued on endpoints), but there is nobody to answer any more.
     for (const invocation of this.serving.values()) invocation.cancel(true)
     this.serving.clear()
@@ -723,7 +857,6 @@ export class Connection {
         }
         if (error !== undefined) {
           if (error.oversized) self.host.instruments.reject("oversized")
-          self.warning = error.detail
           self.protocolError(error.detail)
         }
       }
@@ -817,8 +950,11 @@ export class Connection {
  */
 const HELLO_LIMIT = 64 * 1024
 
-/** Bytes queued in the socket beyond which reading from the peer pauses until they drain. */
-const PAUSE_READING_BYTES = 8 * 1024 * 1024
+/**
+ * Bytes queued to the peer (in the connection and the socket) from which the peer's requests wait instead of
+ * being handed to endpoints: replies to a peer that does not read stop growing near here.
+ */
+const BACKLOG_BYTES = 4 * 1024 * 1024
 
 /** Up to this many bytes of small queued chunks are copied into one buffer, so that they cost one write. */
 const COALESCE_BYTES = 256 * 1024

@@ -11,7 +11,7 @@ import { Decoder, Encoder } from "@msgpack/msgpack"
 import * as Frame from "./frame.js"
 
 /** The protocol version this library speaks; a peer with another version is refused at hello. */
-export const VERSION = 3
+export const VERSION = 4
 
 /** Message type codes, the first element of every frame body. */
 export const Type = {
@@ -23,8 +23,29 @@ export const Type = {
   Reply: 5,
   Heartbeat: 6,
   Close: 7,
-  Cancel: 8
+  Cancel: 8,
+  Credit: 9
 } as const
+
+/**
+ * Flow control of requests (Connect, Ask, Tell), so that neither side ever has to stop reading (docs/PROTOCOL.md,
+ * "Flow control"). A side keeps at most the peer's `receiveWindow` of requests outstanding (sent, not yet
+ * credited), each costing `requestCost` of its body. The receiver credits requests once it has handed them to
+ * its endpoints, and holds them back while its own backlog to the peer is large; a peer that sends beyond the
+ * window breaks the protocol.
+ */
+export const MIN_WINDOW = 8 * 1024 * 1024
+
+/** The receive window a side announces: room for two of the largest frames it accepts, and at least 8 MiB. */
+export const windowFor = (maximumFrameSize: number): number => Math.max(MIN_WINDOW, 2 * maximumFrameSize)
+
+/**
+ * What a request costs of the window: its body, plus a fixed charge for what holding it costs besides its bytes,
+ * so that a window full of tiny requests is bounded in memory too.
+ */
+export const requestCost = (bodyBytes: number): number => bodyBytes + REQUEST_OVERHEAD
+
+const REQUEST_OVERHEAD = 256
 
 /** How a reply ended: the method's success, the method's failure, or one of the library's call errors. */
 export const Outcome = { Success: 0, Failure: 1, Error: 2 } as const
@@ -45,6 +66,8 @@ export type Message =
     readonly service: string
     readonly authority: string | null
     readonly maximumFrameSize: number
+    /** How many request bytes this side may have outstanding towards the peer before a Credit (see `window`). */
+    readonly receiveWindow: number
   }
   | {
     readonly _tag: "Connect"
@@ -69,6 +92,7 @@ export type Message =
     readonly payload: unknown
   }
   | { readonly _tag: "Cancel"; readonly id: number }
+  | { readonly _tag: "Credit"; readonly bytes: number }
   | { readonly _tag: "Reply"; readonly id: number; readonly outcome: number; readonly value: unknown }
   | { readonly _tag: "Heartbeat"; readonly reply: boolean }
   | { readonly _tag: "Close"; readonly reason: string; readonly detail: string }
@@ -122,9 +146,14 @@ const frame = (message: Array<unknown>): OutFrame => {
   return { bytes, tail: value, size }
 }
 
-/** The hello each side sends first. */
-export const hello = (incarnation: string, service: string, authority: string | null, maximumFrameSize: number) =>
-  frame([Type.Hello, VERSION, incarnation, service, authority, maximumFrameSize])
+/** The hello each side sends first; `receiveWindow` defaults to the one `maximumFrameSize` implies. */
+export const hello = (
+  incarnation: string,
+  service: string,
+  authority: string | null,
+  maximumFrameSize: number,
+  receiveWindow: number = windowFor(maximumFrameSize)
+) => frame([Type.Hello, VERSION, incarnation, service, authority, maximumFrameSize, receiveWindow])
 
 /** The per-gateway handshake request. */
 export const connect = (id: number, endpointId: string, gateway: string, fingerprint: string) =>
@@ -154,6 +183,9 @@ export const invoke = (
       : [Type.Ask, id, endpointId, gateway, method, wireToken, timeout ?? null, wireTrace, payload]
   )
 }
+
+/** The receiver has handed `bytes` more request bytes (by `requestCost`) to its endpoints: send that much more. */
+export const credit = (bytes: number) => frame([Type.Credit, bytes])
 
 /** The caller of ask `id` gave up (it was interrupted): drop the ask if its handler has not started. */
 export const cancel = (id: number) => frame([Type.Cancel, id])
@@ -207,12 +239,31 @@ export const decode = (body: Uint8Array): Message | WireError => {
   if (!Array.isArray(m) || m.length === 0) return new WireError("a frame that is not a message array")
   switch (m[0]) {
     case Type.Hello:
-      if (m.length >= 6 && isId(m[1]) && isString(m[2]) && isString(m[3]) && (m[4] === null || isString(m[4])) && isId(m[5])) {
-        return { _tag: "Hello", version: m[1], incarnation: m[2], service: m[3], authority: m[4], maximumFrameSize: m[5] }
+      if (
+        m.length >= 7 && m[1] === VERSION && isString(m[2]) && isString(m[3]) && (m[4] === null || isString(m[4])) &&
+        isId(m[5]) && isId(m[6]) && m[6] >= MIN_WINDOW
+      ) {
+        return {
+          _tag: "Hello",
+          version: m[1],
+          incarnation: m[2],
+          service: m[3],
+          authority: m[4],
+          maximumFrameSize: m[5],
+          receiveWindow: m[6]
+        }
       }
       // An older or newer peer may shape its hello differently; the version alone must be readable.
       if (m.length >= 2 && isId(m[1]) && m[1] !== VERSION) {
-        return { _tag: "Hello", version: m[1], incarnation: "", service: "", authority: null, maximumFrameSize: 0 }
+        return {
+          _tag: "Hello",
+          version: m[1],
+          incarnation: "",
+          service: "",
+          authority: null,
+          maximumFrameSize: 0,
+          receiveWindow: 0
+        }
       }
       break
     case Type.Connect:
@@ -260,6 +311,9 @@ export const decode = (body: Uint8Array): Message | WireError => {
       break
     case Type.Cancel:
       if (m.length === 2 && isId(m[1])) return { _tag: "Cancel", id: m[1] }
+      break
+    case Type.Credit:
+      if (m.length === 2 && isId(m[1]) && m[1] > 0) return { _tag: "Credit", bytes: m[1] }
       break
     case Type.Reply:
       if (m.length === 4 && isId(m[1]) && (m[2] === 0 || m[2] === 1 || m[2] === 2)) {

@@ -6,7 +6,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Fiber, Schema } from "effect"
 import { Duplex } from "node:stream"
 import { RpcConfig, RpcError, RpcGateway } from "effect-actor-rpc"
-import { Connection, type ConnectionHost } from "../../src/internal/connection.js"
+import { Connection, type ConnectionHost, type OutboundCall } from "../../src/internal/connection.js"
 import { NoToken } from "../../src/internal/endpoint.js"
 import * as Frame from "../../src/internal/frame.js"
 import { Instruments } from "../../src/internal/metrics.js"
@@ -74,7 +74,7 @@ const call = (n: number) => ({
   span: undefined
 })
 
-const askOn = (connection: Connection) => (outbound: ReturnType<typeof call>) =>
+const askOn = (connection: Connection) => (outbound: OutboundCall) =>
   Effect.callback<unknown, unknown>((resume) => {
     const pending = connection.ask(outbound, resume)
     return pending === undefined ? undefined : Effect.sync(() => pending.cancel(true))
@@ -189,5 +189,146 @@ describe("Connection", () => {
       yield* Fiber.join(running)
       assert.strictEqual(connection.closedBecause?.reason, "Unreachable")
       assert.include(connection.closedBecause?.detail, "handling a frame failed unexpectedly (Error: boom)")
+    }))
+})
+
+/** A socket like `recordingSocket`, but recording the messages written, and holding writes until `release`. */
+const messageSocket = () => {
+  const written: Array<Wire.Message> = []
+  const held: Array<() => void> = []
+  let holding = true
+  const decoder = new Frame.FrameDecoder(1 << 26)
+  const record = (chunk: Uint8Array) =>
+    decoder.push(chunk, (body) => {
+      const message = Wire.decode(body)
+      if (!(message instanceof Wire.WireError)) written.push(message)
+    })
+  const done = (callback: () => void) => holding ? held.push(callback) : callback()
+  const socket = new Duplex({
+    writableHighWaterMark: 1,
+    read() {},
+    write(chunk: Buffer, _encoding, callback) {
+      record(chunk)
+      done(callback)
+    },
+    writev(chunks, callback) {
+      for (const { chunk } of chunks) record(chunk as Buffer)
+      done(callback)
+    }
+  })
+  return {
+    socket,
+    written,
+    of: <T extends Wire.Message["_tag"]>(tag: T) =>
+      written.filter((message): message is Wire.Message & { readonly _tag: T } => message._tag === tag),
+    /** Completes the writes so far; with `hold: false`, completes every later write at once too. */
+    release: (options?: { readonly hold: boolean }) => {
+      holding = options?.hold ?? true
+      for (const callback of held.splice(0)) callback()
+    },
+    feed: (frame: Wire.OutFrame) => socket.push(Buffer.concat(chunksOf(frame)))
+  }
+}
+
+const Bytes = RpcGateway.make("Bytes", { put: RpcGateway.ask({ payload: Schema.Uint8Array }) })
+
+const bytesCall = (size: number) => ({ ...call(0), gateway: Bytes, method: "put", payload: new Uint8Array(size) })
+
+const MiB = 1024 * 1024
+
+describe("Connection flow control", () => {
+  it.effect("requests beyond the peer's window wait, in order, for its credit; a forgotten one is never sent", () =>
+    Effect.gen(function*() {
+      const { socket, of, feed, release } = messageSocket()
+      release({ hold: false })
+      const connection = new Connection(host, "127.0.0.1:1", "outbound")
+      const running = yield* Effect.forkChild(connection.run(socket, noClassify))
+      feed(Wire.hello("peer", "peer", null, 10 * MiB, Wire.MIN_WINDOW))
+      yield* settle
+      const asks = []
+      for (let i = 0; i < 10; i++) {
+        asks.push(yield* Effect.forkChild(askOn(connection)(bytesCall(MiB)), { startImmediately: true }))
+      }
+      yield* settle
+      const cost = Wire.requestCost(Wire.invoke(false, 1, "x", "Bytes", "put", undefined, undefined, undefined, new Uint8Array(MiB + 5)).size)
+      const fit = Math.floor(Wire.MIN_WINDOW / cost)
+      assert.strictEqual(of("Ask").length, fit, "only what fits the window is sent")
+      yield* Fiber.interrupt(asks[9]!)
+      feed(Wire.credit(2 * cost))
+      yield* settle
+      assert.deepStrictEqual(of("Ask").map((ask) => ask.id), Array.from({ length: fit + 2 }, (_, i) => i + 1), "in order")
+      feed(Wire.credit(cost))
+      yield* settle
+      assert.strictEqual(of("Ask").length, 9, "the interrupted ask was dropped while held, not sent")
+      assert.strictEqual(of("Cancel").length, 0, "and needs no Cancel")
+      connection.close({ reason: "Unreachable", detail: "test over" }, false)
+      yield* Fiber.join(running)
+    }))
+
+  it.effect("a credit for more than is outstanding is a protocol error", () =>
+    Effect.gen(function*() {
+      const { socket, feed, release } = messageSocket()
+      release({ hold: false })
+      const connection = new Connection(host, "127.0.0.1:1", "outbound")
+      const running = yield* Effect.forkChild(connection.run(socket, noClassify))
+      feed(Wire.hello("peer", "peer", null, 10 * MiB))
+      feed(Wire.credit(1))
+      yield* Fiber.join(running)
+      assert.include(connection.closedBecause?.detail, "a credit of 1 bytes with only 0 outstanding")
+    }))
+
+  it.effect("while much is queued to the peer, its requests wait in order and are credited once handed over", () =>
+    Effect.gen(function*() {
+      const { socket, of, feed, release } = messageSocket()
+      const connection = new Connection(host, "127.0.0.1:1", "outbound")
+      const running = yield* Effect.forkChild(connection.run(socket, noClassify))
+      feed(Wire.hello("peer", "peer", null, 10 * MiB))
+      yield* settle
+      // This side's own 5 MiB ask fills the socket, which the test does not let drain.
+      yield* Effect.forkChild(askOn(connection)(bytesCall(5 * MiB)), { startImmediately: true })
+      yield* settle
+      for (let id = 1; id <= 3; id++) feed(Wire.connect(id, `nobody-${id}`, "Batch", "f"))
+      feed(Wire.heartbeat)
+      feed(Wire.heartbeat)
+      yield* settle
+      assert.strictEqual(of("Connected").length, 0, "not answered while the backlog is large")
+      assert.strictEqual(of("Heartbeat").filter((h) => h.reply).length, 0)
+      // Requests worth more than a quarter of the window, behind the connects: tells to an unknown endpoint.
+      const window = Wire.windowFor(RpcConfig.defaults.maximumFrameSize)
+      for (let i = 0; i < 6; i++) {
+        feed(Wire.invoke(true, 0, "nobody", "Bytes", "put", undefined, undefined, undefined, new Uint8Array(MiB)))
+      }
+      yield* settle
+      release({ hold: false })
+      yield* settle
+      assert.deepStrictEqual(of("Connected").map((c) => c.id), [1, 2, 3], "answered in arrival order")
+      assert.strictEqual(of("Heartbeat").filter((h) => h.reply).length, 1, "one answer stands for both heartbeats")
+      const credited = of("Credit").reduce((sum, credit) => sum + credit.bytes, 0)
+      assert.isAtLeast(credited, window / 4, "credits flow once requests are handed over")
+      connection.close({ reason: "Unreachable", detail: "test over" }, false)
+      yield* Fiber.join(running)
+    }))
+
+  it.effect("a peer that sends more than the window while much is queued to it is closed with a protocol error", () =>
+    Effect.gen(function*() {
+      const { socket, feed, release } = messageSocket()
+      const connection = new Connection(host, "127.0.0.1:1", "outbound")
+      const running = yield* Effect.forkChild(connection.run(socket, noClassify))
+      feed(Wire.hello("peer", "peer", null, 10 * MiB))
+      yield* settle
+      yield* Effect.forkChild(askOn(connection)(bytesCall(5 * MiB)), { startImmediately: true })
+      yield* settle
+      const window = Wire.windowFor(RpcConfig.defaults.maximumFrameSize)
+      const tell = Wire.invoke(true, 0, "nobody", "Bytes", "put", undefined, undefined, undefined, new Uint8Array(MiB))
+      const fit = Math.floor(window / Wire.requestCost(tell.size))
+      for (let i = 0; i < fit; i++) feed(tell)
+      yield* settle
+      assert.strictEqual(connection.state, "open", "a full window is still within the rules")
+      feed(tell)
+      yield* settle
+      assert.strictEqual(connection.state, "closed")
+      assert.include(connection.closedBecause?.detail, "beyond the receive window")
+      release({ hold: false })
+      yield* Fiber.join(running)
     }))
 })
