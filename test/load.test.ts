@@ -12,6 +12,7 @@ import * as Load from "./load/load.js"
 const ENDPOINTS = 100
 const ASKS = 10_000
 const TELLS = 100_000
+const BULK = 64
 
 const checkCounts = (report: Load.LoadReport) => {
   const { asks, tells } = report
@@ -64,9 +65,9 @@ const checkCounts = (report: Load.LoadReport) => {
 
 describe("load", () => {
   for (const transport of ["tcp", "local"] as const) {
-    it.live(`${transport}: ${ENDPOINTS} endpoints, ${ASKS} concurrent asks and ${TELLS} tells, none lost, duplicated or reordered`, () =>
+    it.live(`${transport}: ${ENDPOINTS} endpoints, ${ASKS} concurrent asks, ${TELLS} tells and ${BULK} large asks each way, none lost, duplicated or reordered`, () =>
       Effect.gen(function*() {
-        const report = yield* Load.run({ transport, endpoints: ENDPOINTS, asks: ASKS, tells: TELLS })
+        const report = yield* Load.run({ transport, endpoints: ENDPOINTS, asks: ASKS, tells: TELLS, bulkAsks: BULK, bulkMaxBytes: 2 * 1024 * 1024 })
         // Figures for whoever reads the log; no assertion on speed (the machine is shared).
         console.log(Load.format(report))
         checkCounts(report)
@@ -84,7 +85,13 @@ describe("load", () => {
           assert.strictEqual(summary.pendingTimeouts, 0)
           assert.strictEqual(summary.mailboxDepth, 0)
         }
-        assert.strictEqual(afterLoad.server.endpoints, ENDPOINTS)
+        const { bulk } = report
+        assert.deepStrictEqual(
+          [bulk.answered, bulk.failed, bulk.mismatched, bulk.servedTwice, bulk.neverServed],
+          [2 * BULK, 0, 0, 0, 0],
+          `bulk: ${bulk.failures.join("; ")}`
+        )
+        assert.strictEqual(afterLoad.server.endpoints, ENDPOINTS + 1, "the load endpoints and one bulk endpoint")
         for (const summary of [afterClose.client, afterClose.server]) {
           assert.deepStrictEqual([summary.lifecycle, summary.endpoints, summary.connections], ["stopped", 0, 0])
         }
@@ -104,6 +111,7 @@ describe("load", () => {
         asks: 100,
         tells: 1000,
         senders: 1,
+        bulkAsks: 4,
         warmup: false,
         wrapClient: (client, endpoint) => {
           let held: readonly [number, number] | undefined

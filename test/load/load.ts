@@ -16,6 +16,11 @@
  *   barrier of the batch before the last one before it sends further, so at most two batches per sender are
  *   unacknowledged. Checked: the endpoints received exactly `tells`, each (sender, endpoint) pair exactly what was
  *   sent, no duplicate, no reordering, no sender failure, and nothing arrives later (a second look after a pause).
+ * - **Phase 3, large payloads.** `bulkAsks` asks of mixed sizes from 64 KiB to `bulkMaxBytes`, all in flight at once
+ *   *in both directions*: the client service asks a bulk endpoint of the server's and the server service one of the
+ *   client's, at the same time (each service hosts one). Every reply must carry its ask's own bytes. Checked: every
+ *   ask answered once with its own bytes, none failed (a stall shows as timeouts), each endpoint served each once.
+ *   This is the load that deadlocked flow control before protocol version 4 (issue 12).
  * - **Heap.** heapUsed after forced garbage collection: at the start (for information: it predates the first use
  *   of the library's code), once the services are up and warmed up (the baseline), after the load with the
  *   services still up, and after the scope closed; and the highest heapUsed sampled (not collected) every 20 ms
@@ -61,6 +66,56 @@ export const LoadGateway = RpcGateway.make("LoadGateway", {
   /** The counts; with `true`, then forgets everything (counts and trackers) for the next phase. */
   stats: RpcGateway.ask({ payload: Schema.Boolean, success: Stats })
 })
+
+/** The protocol of the bulk endpoints (phase 3): bytes in, the same bytes back. */
+export const BulkGateway = RpcGateway.make("BulkGateway", {
+  echo: RpcGateway.ask({ payload: Schema.Uint8Array, success: Schema.Uint8Array })
+})
+
+/** How many times a bulk endpoint served each payload id (the first word of its bytes). */
+type BulkServed = Map<number, number>
+
+const bulkEndpoint = (served: BulkServed) =>
+  RpcEndpoint.make({
+    id: "bulk",
+    gateways: [BulkGateway],
+    init: () =>
+      Effect.succeed({
+        handlers: {
+          echo(bytes: Uint8Array) {
+            return Effect.sync(() => {
+              const id = bulkId(bytes)
+              served.set(id, (served.get(id) ?? 0) + 1)
+              return bytes
+            })
+          }
+        }
+      })
+  })
+
+/** The id a bulk payload carries in its first four bytes. */
+const bulkId = (bytes: Uint8Array) => new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0)
+
+/** The bulk payload sizes, in a fixed cycle: mostly 64 KiB, with larger ones up to `max` among them. */
+const bulkSize = (index: number, max: number) => {
+  const cycle = [64, 64, 64, 256, 64, 64, 1024, 64, 2048, 64, 512, 4096].map((kib) => kib * 1024)
+  return Math.min(cycle[index % cycle.length]!, max)
+}
+
+/** A payload of `size` bytes: the id first, then bytes derived from it, so that a crossed reply shows. */
+const bulkPayload = (id: number, size: number) => {
+  const bytes = new Uint8Array(size)
+  new DataView(bytes.buffer).setUint32(0, id)
+  for (let i = 4; i < size; i += 251) bytes[i] = (id + i) & 0xff
+  bytes[size - 1] = id & 0xff
+  return bytes
+}
+
+const sameBulk = (a: Uint8Array, b: Uint8Array) => {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i += 251) if (a[i] !== b[i]) return false
+  return a[a.length - 1] === b[b.length - 1]
+}
 
 /**
  * The gate that holds the echo replies of a phase until all of its asks have arrived at the endpoints (shared by
@@ -216,6 +271,10 @@ export interface LoadOptions {
   readonly senders: number
   /** Tells a sender sends between two barriers (10,000). */
   readonly batch: number
+  /** Asks of phase 3 in each direction, all in flight at once (256 each way). */
+  readonly bulkAsks: number
+  /** The largest payload of phase 3 (4 MiB); sizes cycle from 64 KiB up to it. */
+  readonly bulkMaxBytes: number
   /** A warm-up of up to 1,000 asks and 10,000 tells before the baseline is taken (true). */
   readonly warmup: boolean
   /** How far above the baseline the heap may end (2 MiB; docs/RELIABILITY.md says why). */
@@ -237,6 +296,8 @@ export const defaults: LoadOptions = {
   transport: "tcp",
   senders: 4,
   batch: 10_000,
+  bulkAsks: 256,
+  bulkMaxBytes: 4 * 1024 * 1024,
   warmup: true,
   heapBoundBytes: 2 * 1024 * 1024,
   askTimeoutMillis: 60_000
@@ -285,6 +346,25 @@ export interface TellReport {
   readonly late: number
   readonly barriers: number
   readonly senderFailures: ReadonlyArray<string>
+}
+
+/** Phase 3's figures, both directions together. */
+export interface BulkReport {
+  /** Asks in each direction. */
+  readonly perDirection: number
+  /** Payload bytes sent, both directions (each comes back once more as its reply). */
+  readonly bytes: number
+  readonly wallMs: number
+  /** Payload and reply bytes per second, both directions. */
+  readonly bytesPerSecond: number
+  readonly answered: number
+  readonly failed: number
+  /** Replies whose bytes were not their ask's own. */
+  readonly mismatched: number
+  /** Ids the bulk endpoints served more than once, and never. */
+  readonly servedTwice: number
+  readonly neverServed: number
+  readonly failures: ReadonlyArray<string>
 }
 
 /** heapUsed in bytes; all but `peak` after forced garbage collection. */
@@ -344,6 +424,7 @@ export interface LoadReport {
   readonly introspection: IntrospectionReport
   readonly asks: AskReport
   readonly tells: TellReport
+  readonly bulk: BulkReport
   readonly heap: HeapReport
   readonly problems: ReadonlyArray<string>
 }
@@ -576,6 +657,73 @@ const tellPhase = (
     return report
   })
 
+/** Phase 3: `count` asks each way at once, client → server's bulk endpoint and server → client's. */
+const bulkPhase = (
+  directions: ReadonlyArray<{ readonly client: RpcGateway.Client<typeof BulkGateway>; readonly served: BulkServed }>,
+  count: number,
+  maxBytes: number,
+  timeoutMillis: number
+) =>
+  Effect.gen(function*() {
+    let answered = 0
+    let failed = 0
+    let mismatched = 0
+    let bytes = 0
+    const failures: Array<string> = []
+    for (const { served } of directions) served.clear()
+    const asks = directions.flatMap(({ client }) =>
+      Array.from({ length: count }, (_, id) => {
+        const payload = bulkPayload(id, bulkSize(id, maxBytes))
+        bytes += payload.length
+        return Effect.map(Effect.result(client.echo(payload, { timeout: timeoutMillis })), (result) => {
+          if (result._tag === "Failure") {
+            failed++
+            if (failures.length < 5) failures.push(`bulk ${id} (${payload.length} B): ${describeCause(result.failure)}`)
+          } else if (!sameBulk(payload, result.success)) {
+            mismatched++
+            if (failures.length < 5) failures.push(`bulk ${id}: the reply carried other bytes`)
+          } else answered++
+        })
+      })
+    )
+    const started = performance.now()
+    yield* Effect.all(asks, { concurrency: "unbounded", discard: true })
+    const wallMs = performance.now() - started
+    let servedTwice = 0
+    let neverServed = 0
+    for (const { served } of directions) {
+      for (let id = 0; id < count; id++) {
+        const times = served.get(id) ?? 0
+        if (times === 0) neverServed++
+        else if (times > 1) servedTwice++
+      }
+    }
+    const report: BulkReport = {
+      perDirection: count,
+      bytes,
+      wallMs,
+      bytesPerSecond: (2 * bytes) / (wallMs / 1000),
+      answered,
+      failed,
+      mismatched,
+      servedTwice,
+      neverServed,
+      failures
+    }
+    return report
+  })
+
+const bulkProblems = (report: BulkReport): Array<string> => {
+  const problems: Array<string> = []
+  const expected = report.perDirection * 2
+  if (report.answered !== expected) problems.push(`bulk: ${report.answered} of ${expected} answered with their own bytes`)
+  if (report.failed > 0) problems.push(`bulk: ${report.failed} failed (${report.failures.join("; ")})`)
+  if (report.mismatched > 0) problems.push(`bulk: ${report.mismatched} replies carried other bytes`)
+  if (report.servedTwice > 0) problems.push(`bulk: ${report.servedTwice} payloads served twice`)
+  if (report.neverServed > 0) problems.push(`bulk: ${report.neverServed} payloads never served`)
+  return problems
+}
+
 const askProblems = (report: AskReport): Array<string> => {
   const problems: Array<string> = []
   if (report.answered !== report.count) problems.push(`asks: ${report.answered} of ${report.count} answered correctly`)
@@ -651,9 +799,10 @@ const introspectionProblems = (introspection: IntrospectionReport, options: Load
     expect("after the load", side, "connectionStates", summary.connectionStates,
       tcp ? { [side === "client" ? "outbound open" : "inbound open"]: 1 } : {})
   }
+  // Besides the load endpoints, each service hosts one bulk endpoint (phase 3).
   expect("after the load", "server", "endpointStates", introspection.afterLoad.server.endpointStates,
-    { started: options.endpoints })
-  expect("after the load", "client", "endpoints", introspection.afterLoad.client.endpoints, 0)
+    { started: options.endpoints + 1 })
+  expect("after the load", "client", "endpoints", introspection.afterLoad.client.endpoints, 1)
   for (const [side, summary] of Object.entries(introspection.afterClose)) {
     for (const field of ["endpoints", "connections", "inFlightCalls", "pendingTimeouts", "mailboxDepth"] as const) {
       expect("after the scope closed", side, field, summary[field], 0)
@@ -709,6 +858,13 @@ export const run = (partial: Partial<LoadOptions> = {}): Effect.Effect<LoadRepor
       const connected = yield* Effect.forEach(servers, (handle) => client.connect(handle.address, LoadGateway))
       const wrap = options.wrapClient
       const clients = wrap === undefined ? connected : connected.map((each, index) => wrap(each, index))
+      const bulkServed = { atServer: new Map<number, number>(), atClient: new Map<number, number>() }
+      yield* RpcEndpoint.scoped(bulkEndpoint(bulkServed.atServer)).pipe(Effect.provideService(RpcService.RpcService, server))
+      yield* RpcEndpoint.scoped(bulkEndpoint(bulkServed.atClient)).pipe(Effect.provideService(RpcService.RpcService, client))
+      const bulkDirections = [
+        { client: yield* client.connect(server.address("bulk"), BulkGateway), served: bulkServed.atServer },
+        { client: yield* server.connect(client.address("bulk"), BulkGateway), served: bulkServed.atClient }
+      ]
       setupMs = performance.now() - setupStarted
       log(`${options.endpoints} endpoints up over ${options.transport} in ${setupMs.toFixed(0)} ms`)
       if (options.warmup) {
@@ -732,10 +888,12 @@ export const run = (partial: Partial<LoadOptions> = {}): Effect.Effect<LoadRepor
       const tells = yield* tellPhase(clients, options.tells, options.senders, options.batch, tellSampler.sample)
       peakTells = tellSampler.stop()
       log(`tells: ${tells.count} in ${tells.wallMs.toFixed(0)} ms`)
+      const bulk = yield* bulkPhase(bulkDirections, options.bulkAsks, options.bulkMaxBytes, options.askTimeoutMillis)
+      log(`bulk: ${bulk.perDirection} asks each way in ${bulk.wallMs.toFixed(0)} ms`)
       afterLoad = yield* collect
       resourcesAfterLoad = activeResources()
       introspectionAfterLoad = snapshot()
-      return { asks, tells }
+      return { asks, tells, bulk }
     }))
     const afterClose = yield* collect
     const introspection: IntrospectionReport = {
@@ -766,8 +924,10 @@ export const run = (partial: Partial<LoadOptions> = {}): Effect.Effect<LoadRepor
       introspection,
       asks: phases.asks,
       tells: phases.tells,
+      bulk: phases.bulk,
       heap,
-      problems: [...askProblems(phases.asks), ...tellProblems(phases.tells), ...heapProblems(heap), ...resourceProblems(resources),
+      problems: [...askProblems(phases.asks), ...tellProblems(phases.tells), ...bulkProblems(phases.bulk), ...heapProblems(heap),
+        ...resourceProblems(resources),
         ...introspectionProblems(introspection, options)
       ]
     }
@@ -775,7 +935,7 @@ export const run = (partial: Partial<LoadOptions> = {}): Effect.Effect<LoadRepor
 
 /** The report as aligned lines of text. */
 export const format = (report: LoadReport): string => {
-  const { asks, heap, options, tells } = report
+  const { asks, bulk, heap, options, tells } = report
   const rate = (perSecond: number) => Math.round(perSecond).toLocaleString("en-US")
   const lines = [
     `transport ${options.transport}, ${options.endpoints} endpoints, ${options.asks} asks, ${options.tells} tells ` +
@@ -791,6 +951,9 @@ export const format = (report: LoadReport): string => {
     `tells        ${tells.wallMs.toFixed(0)} ms, ${rate(tells.perSecond)} tells/s; sent ${tells.sent}, received ` +
       `${tells.received}, duplicates ${tells.duplicates}, out of order ${tells.outOfOrder}, lost ${tells.lost}, ` +
       `late ${tells.late}; ${tells.barriers} barrier asks`,
+    `bulk         ${bulk.perDirection} asks each way (64 KiB to ${mib(options.bulkMaxBytes)}, ${mib(bulk.bytes)} sent) in ` +
+      `${bulk.wallMs.toFixed(0)} ms, ${mib(bulk.bytesPerSecond)}/s; answered ${bulk.answered}, failed ${bulk.failed}, ` +
+      `mismatched ${bulk.mismatched}; served twice ${bulk.servedTwice}, never ${bulk.neverServed}`,
     `heap         start ${mib(heap.start)}, baseline ${mib(heap.baseline)}, peak ${mib(heap.peak)} ` +
       `(asks ${mib(heap.peakAsks)}, tells ${mib(heap.peakTells)}), with every ask in flight ${mib(heap.asksInFlight)} ` +
       `(${perAsk(heap, asks.count)}), after load ` +

@@ -1,5 +1,5 @@
 /**
- * The load run: `npm run load [-- --endpoints 100 --asks 10000 --tells 1000000 --local]`.
+ * The load run: `npm run load [-- --endpoints 100 --asks 10000 --tells 1000000 --bulk-asks 256 --local]`.
  *
  * Prints the figures (test/load/load.ts says what is measured and checked) and exits 1 if anything was lost,
  * duplicated, reordered or failed, if the heap did not return to within the bound of its baseline, or if a service
@@ -13,6 +13,7 @@ import { parseArgs } from "node:util"
 import * as Load from "./load.js"
 
 const usage = `usage: npm run load -- [--endpoints N] [--asks N] [--tells N] [--local] [--senders N] [--batch N]
+                       [--bulk-asks N] [--bulk-max-kib N]
                        [--heap-bound-mib N] [--no-warmup] [--no-capture] [--no-metrics]
                        [--rounds N] [--json]`
 
@@ -26,6 +27,8 @@ const parsed = (() => {
         local: { type: "boolean", default: false },
         senders: { type: "string" },
         batch: { type: "string" },
+        "bulk-asks": { type: "string" },
+        "bulk-max-kib": { type: "string" },
         "heap-bound-mib": { type: "string" },
         "no-warmup": { type: "boolean", default: false },
         rounds: { type: "string" },
@@ -65,6 +68,8 @@ const options: Partial<Load.LoadOptions> = {
   tells: count("tells", parsed.tells, Load.defaults.tells, 0),
   senders: count("senders", parsed.senders, Load.defaults.senders, 1),
   batch: count("batch", parsed.batch, Load.defaults.batch, 1),
+  bulkAsks: count("bulk-asks", parsed["bulk-asks"], Load.defaults.bulkAsks, 0),
+  bulkMaxBytes: count("bulk-max-kib", parsed["bulk-max-kib"], Load.defaults.bulkMaxBytes / 1024, 64) * 1024,
   heapBoundBytes: count("heap-bound-mib", parsed["heap-bound-mib"], Load.defaults.heapBoundBytes / 1024 / 1024, 0) *
     1024 * 1024,
   transport: parsed.local ? "local" : "tcp",
