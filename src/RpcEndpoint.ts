@@ -30,7 +30,7 @@ import type {
 } from "./RpcError.js"
 import type * as RpcGateway from "./RpcGateway.js"
 import type { RpcServer } from "./RpcServer.js"
-import { RpcService } from "./RpcService.js"
+import { RpcService } from "./internal/serviceTag.js"
 
 const TypeId = "~effect-actor-rpc/RpcEndpoint"
 const LaterTypeId = "~effect-actor-rpc/RpcEndpoint/Later"

@@ -17,7 +17,7 @@ import * as Schema from "effect/Schema"
 import type * as SchemaAST from "effect/SchemaAST"
 import * as SchemaRepresentation from "effect/SchemaRepresentation"
 import type { RpcCallError, RpcConnectionError, RpcServiceStoppedError } from "./RpcError.js"
-import { RpcService } from "./RpcService.js"
+import { RpcService } from "./internal/serviceTag.js"
 
 const TypeId = "~effect-actor-rpc/RpcGateway"
 

@@ -5,135 +5,52 @@
  *
  * @since 0.1.0
  */
-import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as Result from "effect/Result"
 import * as Service from "./internal/service.js"
+import * as Tls from "./internal/tls.js"
 import * as Transport from "./internal/transport.js"
 import { RpcConfig } from "./RpcConfig.js"
-import {
-  type EndpointIdInUseError,
-  RpcBindError,
-  type RpcConnectionError,
-  type RpcServiceStoppedError
-} from "./RpcError.js"
-import type * as RpcEndpoint from "./RpcEndpoint.js"
-import type * as RpcGateway from "./RpcGateway.js"
-import type { RpcServer } from "./RpcServer.js"
+import { RpcService, type RpcServiceShape } from "./internal/serviceTag.js"
+import { RpcBindError } from "./RpcError.js"
 
-/**
- * What an RpcService can do.
- *
- * @since 0.1.0
- */
-export interface RpcServiceShape {
-  /** The service's name: the authority of its `local://` addresses. */
-  readonly name: string
-  /** The address an endpoint with this id has on this service (`rpc://host:port/id` once it has a transport). */
-  readonly address: (endpointId: string) => string
+export {
   /**
-   * Creates the endpoint's server in the *stopped* state: it has an address and answers connects, but asks fail
-   * with `EndpointNotStartedError` until `server.start`.
+   * The RpcService in scope.
+   *
+   * @since 0.1.0
    */
-  readonly startServer: <Gs extends ReadonlyArray<RpcGateway.Any>, Token, EStop, EInit, R>(
-    endpoint: RpcEndpoint.RpcEndpoint<Gs, Token, EStop, EInit, R>
-  ) => Effect.Effect<RpcServer<Gs, Token, EStop>, EInit | EndpointIdInUseError | RpcServiceStoppedError, R>
-  /** Connects to the endpoint at `address`, checking that it serves `gateway` (works before the endpoint starts). */
-  readonly connect: <G extends RpcGateway.Any>(
-    address: string,
-    gateway: G
-  ) => Effect.Effect<RpcGateway.Client<G>, RpcConnectionError | RpcServiceStoppedError>
-  /** Connects to a fenced endpoint; every call carries `token`. */
-  readonly connectFenced: <G extends RpcGateway.Any>(
-    address: string,
-    token: unknown,
-    gateway: G
-  ) => Effect.Effect<RpcGateway.Client<G>, RpcConnectionError | RpcServiceStoppedError>
-  /** Asks the endpoint to stop; returns at once (await `server.awaitTermination` for the end). */
-  readonly stopServer: (server: RpcServer<any, any, any>) => Effect.Effect<void>
+  RpcService
+} from "./internal/serviceTag.js"
+
+export type {
   /**
-   * Terminates every endpoint, waits for all of them (even when some fail), then completes; fails with the first
-   * endpoint's termination failure. Idempotent: later calls await the same outcome.
+   * One connection in a {@link Snapshot}.
+   *
+   * @since 0.1.0
    */
-  readonly shutdown: Effect.Effect<void, unknown>
-  /** Completes when a shutdown has completed. */
-  readonly awaitTermination: Effect.Effect<void, unknown>
-  /** Has the service completed its shutdown? */
-  readonly isStopped: Effect.Effect<boolean>
-  /** The ids of the endpoints that are live on this service. */
-  readonly endpointIds: Effect.Effect<ReadonlyArray<string>>
-  /** What the service holds right now: its endpoints and their mailboxes, its connections, its calls in flight. */
-  readonly introspect: Effect.Effect<Snapshot>
-}
-
-/**
- * A point-in-time view of an RpcService, for dashboards, health checks and leak tests.
- *
- * @since 0.1.0
- */
-export interface Snapshot {
-  readonly service: string
-  /** The `host:port` it advertises; undefined for an in-process service. */
-  readonly authority: string | undefined
-  readonly lifecycle: "running" | "stopping" | "stopped"
-  /** The live endpoints (terminated ones are gone). */
-  readonly endpoints: ReadonlyArray<EndpointSnapshot>
-  /** The transport's connections: opening, open, or closed and still finishing their socket (at most 1 s). */
-  readonly connections: ReadonlyArray<ConnectionSnapshot>
-  /** Asks made through this service's clients that have not settled yet, local and remote. */
-  readonly inFlightCalls: number
-  /** Ask timeouts still armed (one per ask in flight that has a timeout). */
-  readonly pendingTimeouts: number
-}
-
-/**
- * One endpoint in a {@link Snapshot}.
- *
- * @since 0.1.0
- */
-export interface EndpointSnapshot {
-  readonly endpointId: string
-  readonly address: string
-  readonly state: "created" | "started" | "stopping" | "terminated"
-  /** Messages queued and not yet taken by the main thread. */
-  readonly mailboxDepth: number
-  /** The mailbox's bound; undefined when unbounded. */
-  readonly mailboxCapacity: number | undefined
-  /** Is a main-thread fiber alive (the endpoint is processing or about to)? */
-  readonly busy: boolean
-  readonly fenced: boolean
-}
-
-/**
- * One connection in a {@link Snapshot}.
- *
- * @since 0.1.0
- */
-export interface ConnectionSnapshot {
-  /** The peer's `host:port` as dialled, or its remote address for an inbound connection. */
-  readonly peer: string
-  /** The peer service's name, once its hello has arrived. */
-  readonly peerService: string | undefined
-  readonly direction: "outbound" | "inbound"
-  readonly state: "opening" | "open" | "closed"
-  /** Asks sent on it that wait for their reply. */
-  readonly callsOut: number
-  /** Asks received on it that have not been answered yet. */
-  readonly callsIn: number
-  /** Bytes queued to write, in this library and in the socket. */
-  readonly bufferedBytes: number
-  /** Milliseconds since anything was heard from the peer. */
-  readonly silentMillis: number
-}
-
-/**
- * The RpcService in scope.
- *
- * @since 0.1.0
- */
-export class RpcService extends Context.Service<RpcService, RpcServiceShape>()("effect-actor-rpc/RpcService") {}
+  ConnectionSnapshot,
+  /**
+   * One endpoint in a {@link Snapshot}.
+   *
+   * @since 0.1.0
+   */
+  EndpointSnapshot,
+  /**
+   * What an RpcService can do.
+   *
+   * @since 0.1.0
+   */
+  RpcServiceShape,
+  /**
+   * A point-in-time view of an RpcService, for dashboards, health checks and leak tests.
+   *
+   * @since 0.1.0
+   */
+  Snapshot
+} from "./internal/serviceTag.js"
 
 /**
  * Options of an in-process service.
@@ -222,14 +139,14 @@ const makeRemote = (options: TlsOptions | undefined, tls: boolean) =>
       externalHost: options?.externalHost ?? config.externalHost,
       externalPort: options?.externalPort ?? config.externalPort
     }
-    let settings: Transport.TlsSettings | undefined
+    let settings: Tls.TlsSettings | undefined
     if (tls) {
       const sources = {
         key: options?.key ?? config.tlsKey,
         cert: options?.cert ?? config.tlsCert,
         ca: options?.ca ?? config.tlsCa
       }
-      const loaded = Transport.loadMaterial(sources)
+      const loaded = Tls.loadMaterial(sources)
       if (Result.isFailure(loaded)) {
         return yield* Effect.fail(new RpcBindError({ host: listen.host, portRange: listen.port, detail: loaded.failure }))
       }

@@ -37,7 +37,7 @@ const rawAsk = (
   target: { readonly endpointId: string; readonly gateway: string; readonly method: string },
   payload: unknown,
   token?: { readonly value: unknown }
-) => raw.socket.write(frameOf(Wire.invoke(false, id, target.endpointId, target.gateway, target.method, token, undefined, undefined, payload)))
+) => raw.socket.write(frameOf(Wire.call(false, id, target.endpointId, target.gateway, target.method, token, undefined, undefined, payload)))
 
 /** The reply to ask `id` on a raw connection (at most 5 s). */
 const replyTo = (raw: RawSocket, id: number) =>
@@ -436,7 +436,7 @@ const slowReader = (options: {
     )
     const frames: Array<Buffer> = [helloFrame("slow-reader")]
     for (let id = 1; id <= (options.asks ?? 20_000); id++) {
-      frames.push(frameOf(Wire.invoke(false, id, "bytes", "BytesGateway", "echo", undefined, undefined, undefined, payload)))
+      frames.push(frameOf(Wire.call(false, id, "bytes", "BytesGateway", "echo", undefined, undefined, undefined, payload)))
     }
     slow.socket.write(Buffer.concat(frames))
     const slowConnection = Effect.map(server.introspect, (s) => s.connections.find((c) => c.peerService === "slow-reader"))

@@ -365,11 +365,11 @@ describe("remote transport", () => {
       ["an empty frame", () => Buffer.from([0, 0, 0, 0])],
       ["a frame that is not MessagePack", () => Buffer.from([0, 0, 0, 2, 0xc1, 0xc1])],
       ["a message of unknown type", () => Buffer.from([0, 0, 0, 2, 0x91, 0x63])],
-      ["an ask before the hello", () => frameOf(Wire.invoke(false, 1, "test", "TestGateway", "foobar", undefined, undefined, undefined, new Uint8Array()))],
+      ["an ask before the hello", () => frameOf(Wire.call(false, 1, "test", "TestGateway", "foobar", undefined, undefined, undefined, new Uint8Array()))],
       ["a second hello", () => Buffer.concat([helloFrame(), helloFrame()])],
       [
         "an ask with an undecodable payload",
-        () => Buffer.concat([helloFrame(), frameOf(Wire.invoke(false, 1, "test", "TestGateway", "fail", undefined, undefined, undefined, 42))])
+        () => Buffer.concat([helloFrame(), frameOf(Wire.call(false, 1, "test", "TestGateway", "fail", undefined, undefined, undefined, 42))])
       ]
     ]
     for (const [name, bytes] of cases) {

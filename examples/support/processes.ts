@@ -16,7 +16,6 @@ import { Cause, Console, Deferred, Duration, Effect, Exit, Runtime, Schema, type
 import { spawn } from "node:child_process"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
-import { RpcError } from "effect-actor-rpc"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
 const startedAt = Date.now()
@@ -147,7 +146,7 @@ export const runLauncher = <A, E>(program: Effect.Effect<A, E>): void =>
     Effect.tapCause((cause) =>
       Cause.hasInterruptsOnly(cause)
         ? Effect.void
-        : Console.error(format("launcher", `FAILED: ${RpcError.describe(Cause.squash(cause))}`))
+        : Console.error(format("launcher", `FAILED: ${Cause.pretty(cause).split("\n")[0]}`))
     ),
     NodeRuntime.runMain({ disableErrorReporting: true })
   )

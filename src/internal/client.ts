@@ -12,13 +12,8 @@ import type { RpcConfig } from "../RpcConfig.js"
 import { RpcServiceStoppedError, RpcTimeoutError } from "../RpcError.js"
 import type * as RpcGateway from "../RpcGateway.js"
 import type { Deadlines, Entry } from "./deadlines.js"
-import type { Resume } from "./endpoint.js"
+import type { Pending, Resume } from "./invocation.js"
 import type { Instruments } from "./metrics.js"
-
-/** An ask on its way: `cancel` drops interest in its reply; `interrupted` also asks the endpoint to skip it. */
-export interface Pending {
-  readonly cancel: (interrupted: boolean) => void
-}
 
 /**
  * How a client reaches its endpoint: one ask and one tell primitive, without timeouts. `ask` hands the outcome to

@@ -1,10 +1,14 @@
 /**
  * One connection between two services: it multiplexes every endpoint and call in both directions over one
- * socket. Each chunk the socket reads is decoded and dispatched synchronously in the socket's own callback, so
- * calls from one sender reach the endpoint's mailbox in the order they were sent; every frame queued in one turn
- * of the event loop goes out in one corked write at the end of that turn; the heartbeat fiber declares the peer
- * dead when it has been silent for the configured pause. Closing a connection, for whatever reason, fails each
- * call in flight on it at once.
+ * socket. This module keeps the connection's state machine (opening, open, closed), its hello, the table of asks
+ * waiting for replies, the dispatch of frames that arrive, and its close. What it sends goes through the outbox
+ * (./outbox.ts: batching, drains, the peer's receive window), what calls and replies look like on the wire is the
+ * codec's (./codec.ts), when the peer counts as dead the heartbeat's (./heartbeat.ts), and the flow-control
+ * invariants are written down in ./flow.ts.
+ *
+ * Each chunk the socket reads is decoded and dispatched synchronously in the socket's own callback, so calls from
+ * one sender reach the endpoint's mailbox in the order they were sent. Closing a connection, for whatever reason,
+ * fails each call in flight on it at once.
  *
  * The socket is used through Node's own stream interface rather than Effect's `Socket`: its pull and its writer
  * each cost a fiber resumption per read and per write, which was a quarter of the JavaScript time of a small
@@ -23,25 +27,39 @@ import * as RpcAddress from "../RpcAddress.js"
 import type { RpcConfig } from "../RpcConfig.js"
 import {
   ConnectionFailureReason,
-  describe,
-  FrameTooLargeError,
+  type FrameTooLargeError,
   MailboxFullError,
   RecipientUnreachableError,
   RemoteDefectError,
-  RpcCallError,
+  type RpcCallError,
   RpcConnectionError,
   RpcSerializationError
 } from "../RpcError.js"
 import type * as RpcGateway from "../RpcGateway.js"
-import type { ConnectionSnapshot } from "../RpcService.js"
-import type { Pending } from "./client.js"
-import { type EndpointRuntime, Invoke, NoToken, type Resume } from "./endpoint.js"
+import * as Codec from "./codec.js"
+import { BACKLOG_BYTES, ReceiveWindow } from "./flow.js"
+import { describe } from "./format.js"
 import * as Frame from "./frame.js"
+import * as Heartbeat from "./heartbeat.js"
+import {
+  checkServes,
+  Invocation,
+  NoToken,
+  type Pending,
+  qualified,
+  type Recipient,
+  type Refusal,
+  type Resume
+} from "./invocation.js"
 import type { Instruments } from "./metrics.js"
+import { Outbox } from "./outbox.js"
+import type { ConnectionSnapshot } from "./serviceTag.js"
 import * as Wire from "./wire.js"
 
-/** What a connection needs from the service it belongs to. */
-export interface ConnectionHost {
+export type { OutboundCall } from "./codec.js"
+
+/** What a connection needs from the transport that owns it. */
+export interface ConnectionOwner {
   readonly serviceName: string
   readonly config: RpcConfig
   /** Fresh for every run of a service, so a peer can tell a restarted service from the one it knew. */
@@ -49,7 +67,7 @@ export interface ConnectionHost {
   /** This service's advertised `host:port`. */
   readonly authority: string
   readonly protocol: "rpc" | "rpcs"
-  readonly lookup: (endpointId: string) => EndpointRuntime | undefined
+  readonly lookup: (endpointId: string) => Recipient | undefined
   /** An inbound connection's peer said who it is: calls to that peer may use this connection. */
   readonly register: (connection: Connection, peerAuthority: string) => void
   readonly unregister: (connection: Connection) => void
@@ -58,25 +76,8 @@ export interface ConnectionHost {
   readonly tracing: boolean
 }
 
-/** One call out: the endpoint it goes to and what it carries. */
-export interface OutboundCall {
-  readonly address: string
-  readonly endpointId: string
-  readonly gateway: RpcGateway.Any
-  readonly method: string
-  readonly payload: unknown
-  /** `NoToken` for an unfenced call. */
-  readonly token: unknown
-  /** An ask's timeout (Infinity for none): the receiver drops the ask once it has passed. */
-  readonly timeoutMillis: number
-  readonly span: Tracer.AnySpan | undefined
-}
-
-/** Why a connection could not be opened. */
-export interface OpenFailure {
-  readonly reason: ConnectionFailureReason
-  readonly detail: string
-}
+/** Why a connection could not be opened, or why it closed. */
+export type OpenFailure = Refusal
 
 /** An ask sent on this connection, waiting for its reply; also its caller's handle to cancel it. */
 class PendingAsk implements Pending {
@@ -84,7 +85,7 @@ class PendingAsk implements Pending {
   constructor(
     readonly connection: Connection,
     readonly id: number,
-    readonly call: OutboundCall,
+    readonly call: Codec.OutboundCall,
     readonly spec: RpcGateway.Method,
     readonly resume: Resume
   ) {}
@@ -99,50 +100,15 @@ interface PendingConnect {
   readonly resume: (failure: OpenFailure | undefined) => void
 }
 
-/** A request waiting for the peer's window, with its id (0 for a tell) so that forgetting an ask can drop it. */
-interface HeldRequest {
-  readonly frame: Wire.OutFrame
-  readonly id: number
-  readonly cost: number
-}
-
 type State = "opening" | "open" | "closed"
 
-const qualify = (gateway: string, method: string) => `${gateway}.${method}`
+type RequestMessage = Extract<Wire.Message, { _tag: "Connect" | "Ask" | "Tell" }>
 
 const unreachable = (address: string, method: string, reason: string) =>
   Exit.fail(new RecipientUnreachableError({ address, method, reason }))
 
-type InvokeMessage = Extract<Wire.Message, { _tag: "Ask" | "Tell" }>
-
-type RequestMessage = Extract<Wire.Message, { _tag: "Connect" | "Ask" | "Tell" }>
-
-const cannotEncodeRequest = (call: OutboundCall, detail: string) =>
-  new RpcSerializationError({
-    address: call.address,
-    method: qualify(call.gateway.name, call.method),
-    direction: "request",
-    operation: "encode",
-    detail
-  })
-
-const cannotDecodeReply = (pending: PendingAsk, detail: string) =>
-  Exit.fail(
-    new RpcSerializationError({
-      address: pending.call.address,
-      method: qualify(pending.call.gateway.name, pending.call.method),
-      direction: "response",
-      operation: "decode",
-      detail
-    })
-  )
-
-const encodeRpcError = (error: RpcCallError) => Wire.encodeValue(RpcCallError, error)
-const decodeRpcError = (wire: unknown) => Wire.decodeValue(RpcCallError, wire)
-const isRpcCallError = Schema.is(RpcCallError)
-
 /** A connection, from the moment it is dialled or accepted until it closes. */
-export class Connection {
+export class Connection implements Heartbeat.Watched {
   state: State = "opening"
   /** What the peer told about itself in its hello. */
   peer: { readonly incarnation: string; readonly service: string; readonly maximumFrameSize: number } | undefined
@@ -151,40 +117,11 @@ export class Connection {
   private nextId = 1
   private readonly pending = new Map<number, PendingAsk | PendingConnect>()
   /** Asks received on this connection and not yet answered, by the peer's request id: what a Cancel names. */
-  private readonly serving = new Map<number, Invoke>()
+  private readonly serving = new Map<number, Invocation>()
   private clock: Clock.Clock | undefined
-  private outbound: Array<Uint8Array> = []
-  private outboundBytes = 0
-  private stream: Duplex | undefined
-  private flushScheduled = false
-  /** The stream's buffer is full: write again on its `drain`. */
-  private draining = false
-  // Flow control (docs/PROTOCOL.md, "Flow control"). The invariants this connection keeps:
-  // 1. It never stops reading from its peer, so the answers to its own asks always get through. (Until protocol
-  //    version 4 it paused reading once 8 MiB were queued to the peer: a caller with 16 MiB of asks in flight
-  //    stopped reading its replies, its peer stopped reading in turn, and both waited on each other.)
-  // 2. It hands the peer's requests to endpoints only while less than BACKLOG_BYTES are queued to the peer; later
-  //    ones wait in `deferred`, in order, so a peer that does not read cannot make it produce replies without end.
-  // 3. The peer may have at most this side's `window` of requests outstanding: sent and not credited back. This
-  //    side credits requests once it has handed them to endpoints, so `deferred` never holds more than the window,
-  //    and a peer that sends more breaks the protocol and is closed. Symmetrically, requests to the peer beyond its
-  //    window wait in `held` until it credits them.
-  // Deadlock freedom: both sides always read, a backlog drains as the peer reads it, so `deferred` empties,
-  // credits flow, and `held` empties; no side waits on a side that waits on it.
-  /** Request cost (`Wire.requestCost`) sent to the peer and not yet credited back. */
-  private outstanding = 0
-  /** The peer's receive window; until its hello, the least any peer announces. */
-  private peerWindow = Wire.MIN_WINDOW
-  /** Requests beyond the peer's window, in send order. */
-  private held: Array<HeldRequest> = []
-  /** This side's receive window, announced in its hello. */
-  private readonly window: number
-  /** The peer's requests not yet handed to endpoints (copies of their frame bodies), in arrival order. */
-  private deferred: Array<Uint8Array> | undefined = undefined
-  private deferredHead = 0
-  private deferredCost = 0
-  /** Cost of the requests handed to endpoints since the last Credit. */
-  private uncredited = 0
+  private readonly outbox: Outbox
+  /** The peer's requests that wait while much is queued to it (flow control, ./flow.ts). */
+  private readonly inbound: ReceiveWindow
   /** A heartbeat request arrived while the backlog was large: it is answered once the backlog is small again. */
   private heartbeatOwed = false
   /**
@@ -192,7 +129,7 @@ export class Connection {
    * arrive do not count: in a one-way partition the peer's own traffic still arrives while nothing of this
    * side's reaches it, and only missing answers tell.
    */
-  private lastHeard = 0
+  lastHeard = 0
   private heartbeatsUnanswered = 0
   /** A protocol error seen in a socket callback, logged by the connection's fiber. */
   private warning: string | undefined
@@ -203,14 +140,15 @@ export class Connection {
   readonly closed = Deferred.makeUnsafe<void>()
 
   constructor(
-    readonly host: ConnectionHost,
+    readonly owner: ConnectionOwner,
     /** `host:port` of the peer as dialled, or its remote address for an accepted connection. */
     readonly peerLabel: string,
     readonly direction: "outbound" | "inbound"
   ) {
     // Until the peer's hello, nobody knows who it is: it may send no more than a hello needs.
-    this.decoder = new Frame.FrameDecoder(Math.min(HELLO_LIMIT, host.config.maximumFrameSize))
-    this.window = Wire.windowFor(host.config.maximumFrameSize)
+    this.decoder = new Frame.FrameDecoder(Math.min(HELLO_LIMIT, owner.config.maximumFrameSize))
+    this.inbound = new ReceiveWindow(Wire.windowFor(owner.config.maximumFrameSize))
+    this.outbox = new Outbox(owner.instruments, this.caughtUp)
     if (direction === "outbound") this.sendHello()
   }
 
@@ -225,7 +163,7 @@ export class Connection {
       state: this.state,
       callsOut,
       callsIn: this.serving.size,
-      bufferedBytes: this.outboundBytes + (this.stream?.writableLength ?? 0),
+      bufferedBytes: this.outbox.backlog,
       silentMillis: this.clock === undefined ? 0 : this.clock.currentTimeMillisUnsafe() - this.lastHeard
     }
   }
@@ -233,140 +171,20 @@ export class Connection {
   /** Drops interest in ask `id`; when its caller was interrupted, the peer is asked to skip it too. */
   forget(id: number, interrupted: boolean): void {
     if (!this.pending.delete(id)) return
-    // An ask still held for window was never sent: dropping it is enough.
-    if (this.held.length > 0) {
-      const index = this.held.findIndex((request) => request.id === id)
-      if (index >= 0) {
-        this.held.splice(index, 1)
-        return
-      }
-    }
+    // An ask still waiting for the peer's window was never sent: dropping it is enough.
+    if (this.outbox.window.forget(id)) return
     // While opening, the ask itself is still queued behind the hello, so the Cancel follows it.
-    if (interrupted && this.state !== "closed") this.push(Wire.cancel(id))
+    if (interrupted && this.state !== "closed") this.outbox.push(Wire.cancel(id))
   }
 
   private get limit(): number {
-    const own = this.host.config.maximumFrameSize
+    const own = this.owner.config.maximumFrameSize
     return this.peer === undefined ? own : Math.min(own, this.peer.maximumFrameSize)
   }
 
   private sendHello(): void {
-    const { authority, config, incarnation, serviceName } = this.host
-    this.push(Wire.hello(incarnation, serviceName, authority, config.maximumFrameSize, this.window))
-  }
-
-  /** Bytes queued to the peer, in this connection and in the socket. */
-  private get backlog(): number {
-    return this.outboundBytes + (this.stream?.writableLength ?? 0)
-  }
-
-  /** Sends a request (Connect, Ask, Tell) if the peer's window has room, else holds it, keeping the order. */
-  private sendRequest(frame: Wire.OutFrame, id: number): void {
-    const cost = Wire.requestCost(frame.size)
-    // Alone, any request may go: a window smaller than one request must not stop the connection for good.
-    if (this.held.length === 0 && (this.outstanding === 0 || this.outstanding + cost <= this.peerWindow)) {
-      this.outstanding += cost
-      this.push(frame)
-    } else {
-      this.held.push({ frame, id, cost })
-    }
-  }
-
-  /** Sends the held requests the peer's window now has room for, in order. */
-  private releaseHeld(): void {
-    const held = this.held
-    let sent = 0
-    while (sent < held.length) {
-      const request = held[sent]!
-      if (this.outstanding !== 0 && this.outstanding + request.cost > this.peerWindow) break
-      this.outstanding += request.cost
-      this.push(request.frame)
-      sent++
-    }
-    if (sent > 0) this.held = held.slice(sent)
-  }
-
-  private onCredit(bytes: number): void {
-    if (bytes > this.outstanding) {
-      this.protocolError(`a credit of ${bytes} bytes with only ${this.outstanding} outstanding`)
-      return
-    }
-    this.outstanding -= bytes
-    if (this.held.length > 0) this.releaseHeld()
-  }
-
-  private push(frame: Wire.OutFrame): void {
-    if (this.host.instruments.enabled) this.host.instruments.frame("out", frame.size)
-    this.outbound.push(frame.bytes)
-    this.outboundBytes += frame.bytes.length
-    if (frame.tail !== undefined) {
-      this.outbound.push(frame.tail)
-      this.outboundBytes += frame.tail.length
-    }
-    if (!this.flushScheduled) {
-      // Writing at once would write each frame on its own; writing once the current turn is over sends everything
-      // queued in that turn in one write.
-      this.flushScheduled = true
-      queueMicrotask(this.flush)
-    }
-  }
-
-  private readonly flush = (): void => {
-    this.flushScheduled = false
-    const stream = this.stream
-    if (stream === undefined || this.draining || this.outbound.length === 0) return
-    if (!stream.writable) {
-      this.outbound = []
-      this.outboundBytes = 0
-      return
-    }
-    const batch = coalesce(this.outbound)
-    this.outbound = []
-    this.outboundBytes = 0
-    let ok: boolean
-    if (batch.length === 1) {
-      ok = stream.write(batch[0])
-    } else {
-      ok = true
-      stream.cork()
-      for (const chunk of batch) ok = stream.write(chunk) && ok
-      stream.uncork()
-    }
-    if (!ok) {
-      this.draining = true
-      stream.once("drain", this.drained)
-      return
-    }
-    if (this.deferred !== undefined || this.heartbeatOwed) this.catchUp()
-  }
-
-  private readonly drained = (): void => {
-    this.draining = false
-    this.flush()
-    if (!this.draining && (this.deferred !== undefined || this.heartbeatOwed)) this.catchUp()
-  }
-
-  /** Once the backlog to the peer is small again: the owed heartbeat answer, then the deferred requests, in order. */
-  private catchUp(): void {
-    if (this.state === "closed" || this.backlog >= BACKLOG_BYTES) return
-    if (this.heartbeatOwed) {
-      this.heartbeatOwed = false
-      this.push(Wire.heartbeatReply)
-    }
-    const deferred = this.deferred
-    if (deferred === undefined) return
-    while (this.deferredHead < deferred.length && this.backlog < BACKLOG_BYTES && (this.state as State) !== "closed") {
-      const body = deferred[this.deferredHead]!
-      deferred[this.deferredHead++] = undefined!
-      const cost = Wire.requestCost(body.length)
-      this.deferredCost -= cost
-      // It decoded as a request when it arrived; the copy decodes the same.
-      this.dispatch(Wire.decode(body) as RequestMessage, cost)
-    }
-    if (this.deferredHead === deferred.length) {
-      this.deferred = undefined
-      this.deferredHead = 0
-    }
+    const { authority, config, incarnation, serviceName } = this.owner
+    this.outbox.push(Wire.hello(incarnation, serviceName, authority, config.maximumFrameSize, this.inbound.window))
   }
 
   private takeId(): number {
@@ -400,52 +218,25 @@ export class Connection {
           _tag: "Connect",
           resume: (failure) => resume(failure === undefined ? Effect.void : fail(failure))
         })
-        this.sendRequest(Wire.connect(id, endpointId, gateway.name, gateway.fingerprint), id)
+        this.outbox.request(Wire.connect(id, endpointId, gateway.name, gateway.fingerprint), id)
         return Effect.sync(() => this.forget(id, false))
       }))
     )
   }
 
-  /** Encodes the payload and token; a value that does not encode, or a frame over the limit, sends nothing. */
-  private encodeCall(
-    call: OutboundCall,
-    tell: boolean,
-    id: number
-  ): Result.Result<Wire.OutFrame, RpcSerializationError | FrameTooLargeError> {
-    const { address, gateway, method } = call
-    const spec = (gateway.methods as RpcGateway.Methods)[method]!
-    const encoded = Wire.encodeValue(spec.payload, call.payload)
-    if (Result.isFailure(encoded)) return Result.fail(cannotEncodeRequest(call, encoded.failure))
-    let frame: Wire.OutFrame
-    try {
-      const token = call.token === NoToken ? undefined : { value: call.token }
-      const timeout = call.timeoutMillis === Infinity ? undefined : Math.max(0, Math.ceil(call.timeoutMillis))
-      const span = call.span
-      const trace = span === undefined
-        ? undefined
-        : { traceId: span.traceId, spanId: span.spanId, sampled: span.sampled }
-      frame = Wire.invoke(tell, id, call.endpointId, gateway.name, method, token, timeout, trace, encoded.success)
-    } catch (error) {
-      return Result.fail(cannotEncodeRequest(call, `the fencing token cannot be packed: ${describe(error)}`))
-    }
-    const limit = this.limit
-    if (frame.size > limit) {
-      this.host.instruments.reject("oversized")
-      const qualified = qualify(gateway.name, method)
-      return Result.fail(
-        new FrameTooLargeError({ address, method: qualified, direction: "request", size: frame.size, limit })
-      )
-    }
-    return Result.succeed(frame)
+  private encodeCall(call: Codec.OutboundCall, tell: boolean, id: number) {
+    const frame = Codec.encodeCall(call, tell, id, this.limit)
+    if (Result.isFailure(frame) && frame.failure._tag === "FrameTooLargeError") this.owner.instruments.reject("oversized")
+    return frame
   }
 
   /**
    * Sends an ask; `resume` gets the decoded reply, or a failure at once if the connection closes. Returns how to
    * forget the call (a reply arriving after that is dropped).
    */
-  ask(call: OutboundCall, resume: Resume): Pending | undefined {
+  ask(call: Codec.OutboundCall, resume: Resume): Pending | undefined {
     if (this.state === "closed") {
-      resume(unreachable(call.address, qualify(call.gateway.name, call.method), this.lostReason()))
+      resume(unreachable(call.address, qualified(call.gateway.name, call.method), this.lostReason()))
       return undefined
     }
     const id = this.takeId()
@@ -457,19 +248,19 @@ export class Connection {
     const spec = (call.gateway.methods as RpcGateway.Methods)[call.method]!
     const pending = new PendingAsk(this, id, call, spec, resume)
     this.pending.set(id, pending)
-    this.sendRequest(frame.success, id)
+    this.outbox.request(frame.success, id)
     return pending
   }
 
   /** Sends a tell; returns the error to fail with when it cannot be sent. */
-  tell(call: OutboundCall): RecipientUnreachableError | RpcSerializationError | FrameTooLargeError | undefined {
+  tell(call: Codec.OutboundCall): RecipientUnreachableError | RpcSerializationError | FrameTooLargeError | undefined {
     if (this.state === "closed") {
-      const method = qualify(call.gateway.name, call.method)
+      const method = qualified(call.gateway.name, call.method)
       return new RecipientUnreachableError({ address: call.address, method, reason: this.lostReason() })
     }
     const frame = this.encodeCall(call, true, 0)
     if (Result.isFailure(frame)) return frame.failure
-    this.sendRequest(frame.success, 0)
+    this.outbox.request(frame.success, 0)
     return undefined
   }
 
@@ -479,7 +270,7 @@ export class Connection {
 
   private onFrame = (body: Uint8Array): void => {
     if (this.state === "closed") return
-    if (this.host.instruments.enabled) this.host.instruments.frame("in", body.length)
+    if (this.owner.instruments.enabled) this.owner.instruments.frame("in", body.length)
     const message = Wire.decode(body)
     if (message instanceof Wire.WireError) {
       this.protocolError(message.detail)
@@ -511,7 +302,7 @@ export class Connection {
       case "Heartbeat":
         if (!message.reply) {
           // Answers to a peer that does not read must not pile up either: one owed answer stands for any number.
-          if (this.backlog < BACKLOG_BYTES) this.push(Wire.heartbeatReply)
+          if (this.outbox.backlog < BACKLOG_BYTES) this.outbox.push(Wire.heartbeatReply)
           else this.heartbeatOwed = true
         } else if (this.heartbeatsUnanswered > 0) {
           // Replies nobody asked for are no sign of life: a peer that never reads could send them blind.
@@ -522,8 +313,11 @@ export class Connection {
       case "Cancel":
         this.serving.get(message.id)?.cancel(true)
         return
-      case "Credit":
-        return this.onCredit(message.bytes)
+      case "Credit": {
+        const wrong = this.outbox.credit(message.bytes)
+        if (wrong !== undefined) this.protocolError(wrong)
+        return
+      }
       case "Close":
         this.close({ reason: toReason(message.reason), detail: `the peer closed it: ${message.detail}` }, false)
         return
@@ -542,220 +336,156 @@ export class Connection {
       return
     }
     this.peer = { incarnation: hello.incarnation, service: hello.service, maximumFrameSize: hello.maximumFrameSize }
-    this.decoder.limit = this.host.config.maximumFrameSize
-    this.peerWindow = hello.receiveWindow
+    this.decoder.limit = this.owner.config.maximumFrameSize
     if (this.direction === "inbound") {
       this.sendHello()
-      if (hello.authority !== null) this.host.register(this, hello.authority)
+      if (hello.authority !== null) this.owner.register(this, hello.authority)
     }
     this.state = "open"
     Deferred.doneUnsafe(this.opened, Exit.void)
-    if (this.held.length > 0) this.releaseHeld()
+    this.outbox.setPeerWindow(hello.receiveWindow)
   }
 
   /**
-   * A request from the peer: handed to its endpoint at once, unless the backlog to the peer is large or earlier
-   * requests are still waiting (order), in which case it waits too, within the window this side announced.
+   * A request from the peer: handed over at once, unless much is queued to the peer or earlier requests wait;
+   * then it waits too, within the window this side announced (./flow.ts).
    */
   private onRequest(message: RequestMessage, body: Uint8Array): void {
-    const cost = Wire.requestCost(body.length)
-    if (this.deferred === undefined && this.backlog < BACKLOG_BYTES) return this.dispatch(message, cost)
-    this.deferredCost += cost
-    if (this.deferredCost > this.window) {
-      this.protocolError(
-        `the peer sent requests beyond the receive window of ${this.window} bytes (it does not read its replies ` +
-          `or does not follow the flow control of protocol version ${Wire.VERSION})`
-      )
-      return
-    }
-    // A copy: the frame is a view of a socket read that is not this connection's to keep.
-    ;(this.deferred ??= []).push(body.slice())
+    const admission = this.inbound.admit(body, this.outbox.backlog >= BACKLOG_BYTES)
+    if (admission === "now") return this.handOver(message, body.length)
+    if (admission !== "later") this.protocolError(admission.violation)
   }
 
-  /** Hands a request to its endpoint (or answers a Connect), and credits its cost back to the peer in batches. */
-  private dispatch(message: RequestMessage, cost: number): void {
+  /** Hands a request to its endpoint (or answers a Connect), and credits it back to the peer in batches. */
+  private handOver(message: RequestMessage, bodyBytes: number): void {
     if (message._tag === "Connect") this.onConnect(message)
-    else this.onInvoke(message)
-    this.uncredited += cost
-    // A sender waits only with more than half its window outstanding, which credits of a quarter always release.
-    if (this.uncredited >= this.window / 4 && this.state !== "closed") {
-      this.push(Wire.credit(this.uncredited))
-      this.uncredited = 0
+    else this.onCall(message)
+    const credit = this.inbound.handedOver(bodyBytes)
+    if (credit > 0 && this.state !== "closed") this.outbox.push(Wire.credit(credit))
+  }
+
+  /** The outbox wrote and the socket has room: answer an owed heartbeat, then hand over waiting requests. */
+  private readonly caughtUp = (): void => {
+    if (!this.inbound.hasWaiting && !this.heartbeatOwed) return
+    if (this.state === "closed" || this.outbox.backlog >= BACKLOG_BYTES) return
+    if (this.heartbeatOwed) {
+      this.heartbeatOwed = false
+      this.outbox.push(Wire.heartbeatReply)
+    }
+    while (this.inbound.hasWaiting && this.outbox.backlog < BACKLOG_BYTES && (this.state as State) !== "closed") {
+      const body = this.inbound.next()!
+      // It decoded as a request when it arrived; the copy decodes the same.
+      this.handOver(Wire.decode(body) as RequestMessage, body.length)
     }
   }
 
-  private endpointAddress(endpointId: string): string {
-    return RpcAddress.format({ protocol: this.host.protocol, authority: this.host.authority, endpointId })
-  }
+  private readonly addressOf = (endpointId: string): string =>
+    RpcAddress.format({ protocol: this.owner.protocol, authority: this.owner.authority, endpointId })
 
   private onConnect(connect: Extract<Wire.Message, { _tag: "Connect" }>): void {
-    const answer = (reason: ConnectionFailureReason | null, detail: string) =>
-      this.push(Wire.connected(connect.id, reason, detail))
-    const runtime = this.host.lookup(connect.endpointId)
-    if (runtime === undefined) {
-      return answer(
-        "UnknownEndpoint",
-        `no endpoint "${connect.endpointId}" runs on RpcService ${this.host.serviceName} at ${this.host.authority}`
-      )
+    const answer = (refusal: OpenFailure | undefined) =>
+      this.outbox.push(Wire.connected(connect.id, refusal?.reason ?? null, refusal?.detail ?? ""))
+    const recipient = this.owner.lookup(connect.endpointId)
+    if (recipient === undefined) {
+      return answer({
+        reason: "UnknownEndpoint",
+        detail: `no endpoint "${connect.endpointId}" runs on RpcService ${this.owner.serviceName} at ` +
+          `${this.owner.authority}`
+      })
     }
-    const served = runtime.served.get(connect.gateway)
-    if (served === undefined) {
-      return answer("GatewayNotServed", `the endpoint serves ${[...runtime.served.keys()].join(", ")}, not ${connect.gateway}`)
-    }
-    if (served.fingerprint !== connect.fingerprint) {
-      return answer(
-        "GatewayMismatch",
-        `the endpoint's ${connect.gateway} has fingerprint ${served.fingerprint} but the caller's has ` +
-          `${connect.fingerprint}: the two sides were built from different Schemas`
-      )
-    }
-    answer(null, "")
+    answer(checkServes(recipient, connect.gateway, connect.fingerprint))
   }
 
-  /** The address and qualified method of an invocation: only errors need them, so only error paths build them. */
-  private target(invoke: InvokeMessage): { readonly address: string; readonly method: string } {
-    return { address: this.endpointAddress(invoke.endpointId), method: qualify(invoke.gateway, invoke.method) }
+  /** The address and qualified method of a call: only errors need them, so only error paths build them. */
+  private target(call: Codec.CallMessage): { readonly address: string; readonly method: string } {
+    return { address: this.addressOf(call.endpointId), method: qualified(call.gateway, call.method) }
   }
 
   /** Answers an ask that cannot be delivered with `error`; a tell has nobody to answer. */
-  private reject(invoke: InvokeMessage, error: RpcCallError): void {
-    if (invoke._tag === "Ask") this.sendReply(invoke, undefined, Exit.fail(error))
+  private reject(call: Codec.CallMessage, error: RpcCallError): void {
+    if (call._tag === "Ask") this.sendReply(call, undefined, Exit.fail(error))
   }
 
-  private onInvoke(invoke: InvokeMessage): void {
-    const isAsk = invoke._tag === "Ask"
-    const runtime = this.host.lookup(invoke.endpointId)
-    if (runtime === undefined) {
+  private onCall(call: Codec.CallMessage): void {
+    const isAsk = call._tag === "Ask"
+    const recipient = this.owner.lookup(call.endpointId)
+    if (recipient === undefined) {
       return this.reject(
-        invoke,
+        call,
         new RecipientUnreachableError({
-          ...this.target(invoke),
+          ...this.target(call),
           reason: "no endpoint with this id runs on the service (it has terminated, or never existed)"
         })
       )
     }
-    const methods = runtime.served.get(invoke.gateway)?.methods
-    // Own properties only: a method named after an Object.prototype member (toString, __proto__) is no method.
-    const spec = methods !== undefined && Object.hasOwn(methods, invoke.method)
-      ? methods[invoke.method] as RpcGateway.Method
-      : undefined
+    const spec = Codec.methodOf(recipient.served.get(call.gateway)?.methods, call.method)
     if (spec === undefined || (spec.kind === "tell") !== !isAsk) {
-      const target = this.target(invoke)
+      const target = this.target(call)
       return this.reject(
-        invoke,
+        call,
         new RemoteDefectError({
           ...target,
-          defect: `the endpoint does not serve ${target.method} as an ${invoke._tag.toLowerCase()}`
+          defect: `the endpoint does not serve ${target.method} as an ${call._tag.toLowerCase()}`
         })
       )
     }
-    if (isAsk && this.serving.size >= this.host.config.maxAsksPerConnection) {
-      this.host.instruments.reject("mailbox_full")
-      const capacity = this.host.config.maxAsksPerConnection
-      return this.reject(
-        invoke,
-        new MailboxFullError({ ...this.target(invoke), capacity, limit: "maxAsksPerConnection" })
-      )
+    if (isAsk && this.serving.size >= this.owner.config.maxAsksPerConnection) {
+      this.owner.instruments.reject("mailbox_full")
+      const capacity = this.owner.config.maxAsksPerConnection
+      return this.reject(call, new MailboxFullError({ ...this.target(call), capacity, limit: "maxAsksPerConnection" }))
     }
-    const payload = Wire.decodeValue(spec.payload, invoke.payload)
+    const payload = Wire.decodeValue(spec.payload, call.payload)
     if (Result.isFailure(payload)) {
       return this.reject(
-        invoke,
+        call,
         new RpcSerializationError({
-          ...this.target(invoke),
+          ...this.target(call),
           direction: "request",
           operation: "decode",
           detail: payload.failure
         })
       )
     }
-    const token = invoke.token === undefined ? NoToken : runtime.decodeToken(invoke.token.value)
-    const timeout = invoke.timeout ?? Infinity
+    const token = call.token === undefined ? NoToken : recipient.decodeToken(call.token.value)
+    const timeout = call.timeout ?? Infinity
     // The peer's clock is not this one: the deadline is the time left when it was sent, counted from arrival.
     const deadline = timeout === Infinity ? Infinity : this.clock!.currentTimeMillisUnsafe() + timeout
-    const span = invoke.trace === undefined || !this.host.tracing ? undefined : Tracer.externalSpan(invoke.trace)
-    const invocation = new Invoke(
-      invoke.gateway,
-      invoke.method,
+    const span = call.trace === undefined || !this.owner.tracing ? undefined : Tracer.externalSpan(call.trace)
+    const invocation = new Invocation(
+      call.gateway,
+      call.method,
       payload.success,
       token,
-      isAsk ? this.replyTo(invoke, spec) : undefined,
+      isAsk ? this.replyTo(call, spec) : undefined,
       timeout,
       deadline,
       span
     )
-    if (isAsk) this.serving.set(invoke.id, invocation)
+    if (isAsk) this.serving.set(call.id, invocation)
     // A tell refused by a full mailbox has nobody to tell; the rejection metric has counted it.
-    runtime.invoke(invocation)
+    recipient.deliver(invocation)
   }
 
-  private replyTo(invoke: InvokeMessage, spec: RpcGateway.Method): Resume {
-    return (exit) => this.sendReply(invoke, spec, exit)
+  private replyTo(call: Codec.CallMessage, spec: RpcGateway.Method): Resume {
+    return (exit) => this.sendReply(call, spec, exit)
   }
 
   /** Encodes and sends a reply; what cannot be encoded or is too large becomes a typed error reply. */
-  private sendReply(invoke: InvokeMessage, spec: RpcGateway.Method | undefined, exit: Exit.Exit<unknown, unknown>): void {
+  private sendReply(call: Codec.CallMessage, spec: RpcGateway.Method | undefined, exit: Exit.Exit<unknown, unknown>): void {
     if (this.state === "closed") return
-    const id = invoke.id
-    const served = this.serving.get(id)
+    const served = this.serving.get(call.id)
     if (served !== undefined) {
-      this.serving.delete(id)
+      this.serving.delete(call.id)
       // The caller cancelled it: nobody reads the answer.
       if (served.cancelled) return
     }
-    let frame: Wire.OutFrame
-    if (Exit.isSuccess(exit)) {
-      // A `void` handler may still return something (TypeScript allows it); there is nothing to send.
-      const value = Wire.encodeValue(spec!.success, spec!.success === Schema.Void ? undefined : exit.value)
-      frame = Result.isSuccess(value)
-        ? Wire.reply(id, Wire.Outcome.Success, value.success)
-        : this.errorReply(invoke, this.cannotEncodeResponse(invoke, value.failure))
-    } else {
-      const error = Exit.findErrorOption(exit)
-      const failure = error._tag === "Some" ? error.value : describe(exit.cause)
-      const value = isRpcCallError(failure) || spec === undefined ? undefined : Wire.encodeValue(spec.failure, failure)
-      frame = isRpcCallError(failure)
-        ? this.errorReply(invoke, failure)
-        : value !== undefined && Result.isSuccess(value)
-        ? Wire.reply(id, Wire.Outcome.Failure, value.success)
-        : this.errorReply(
-          invoke,
-          new RemoteDefectError({
-            ...this.target(invoke),
-            defect: `the handler failed with ${describe(failure)}, which its failure Schema does not describe`
-          })
-        )
-    }
+    let frame = Codec.encodeReply(call, spec, exit, this.addressOf)
     const limit = this.limit
     if (frame.size > limit) {
-      this.host.instruments.reject("oversized")
-      frame = this.errorReply(
-        invoke,
-        new FrameTooLargeError({ ...this.target(invoke), direction: "response", size: frame.size, limit })
-      )
+      this.owner.instruments.reject("oversized")
+      frame = Codec.tooLargeReply(call, frame.size, limit, this.addressOf)
     }
-    this.push(frame)
-  }
-
-  private cannotEncodeResponse(invoke: InvokeMessage, detail: string): RpcSerializationError {
-    return new RpcSerializationError({
-      ...this.target(invoke),
-      direction: "response",
-      operation: "encode",
-      detail
-    })
-  }
-
-  /** A reply carrying one of the library's errors (and if even that cannot be encoded, the encoding error). */
-  private errorReply(invoke: InvokeMessage, error: RpcCallError): Wire.OutFrame {
-    const encoded = encodeRpcError(error)
-    return Wire.reply(
-      invoke.id,
-      Wire.Outcome.Error,
-      Result.isSuccess(encoded)
-        ? encoded.success
-        : Result.getOrThrow(encodeRpcError(this.cannotEncodeResponse(invoke, encoded.failure)))
-    )
+    this.outbox.push(frame)
   }
 
   private heard(): void {
@@ -767,28 +497,39 @@ export class Connection {
     const pending = this.pending.get(reply.id)
     if (pending?._tag !== "Ask") return
     this.pending.delete(reply.id)
-    switch (reply.outcome) {
-      case Wire.Outcome.Success: {
-        const value = Wire.decodeValue(pending.spec.success, reply.value)
-        return pending.resume(Result.isSuccess(value) ? Exit.succeed(value.success) : cannotDecodeReply(pending, value.failure))
-      }
-      case Wire.Outcome.Failure: {
-        const value = Wire.decodeValue(pending.spec.failure, reply.value)
-        return pending.resume(Result.isSuccess(value) ? Exit.fail(value.success) : cannotDecodeReply(pending, value.failure))
-      }
-      default: {
-        const value = decodeRpcError(reply.value)
-        return pending.resume(Result.isSuccess(value) ? Exit.fail(value.success) : cannotDecodeReply(pending, value.failure))
-      }
-    }
+    pending.resume(Codec.decodeReply(pending.spec, pending.call, reply.outcome, reply.value))
   }
 
   private protocolError(detail: string): void {
     // Logged by the connection's fiber: the operator of this side learns why a peer was cut off.
     this.warning ??= detail
-    const failure: OpenFailure = { reason: "Unreachable", detail: `protocol error: ${detail}` }
-    this.close(failure, true)
+    this.close({ reason: "Unreachable", detail: `protocol error: ${detail}` }, true)
   }
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // The heartbeat's view (./heartbeat.ts)
+  // ---------------------------------------------------------------------------------------------------------------
+
+  readonly ping = (): void => {
+    this.heartbeatsUnanswered++
+    this.outbox.push(Wire.heartbeat)
+  }
+
+  readonly noHello = (): void => {
+    if (this.direction === "inbound") this.owner.instruments.refuse("handshake_timeout")
+    const limit = Duration.toMillis(this.owner.config.connectTimeout)
+    this.close({ reason: "Unreachable", detail: `no hello from the peer within ${limit} ms` }, true)
+  }
+
+  readonly silent = (silentMillis: number): Effect.Effect<void> =>
+    Effect.logWarning(`No message or heartbeat from ${this.peerLabel} for ${silentMillis} ms; declaring the peer dead`)
+      .pipe(
+        Effect.annotateLogs({ service: this.owner.serviceName }),
+        Effect.andThen(Effect.sync(() => {
+          this.owner.instruments.heartbeatMiss()
+          this.close({ reason: "Unreachable", detail: `no heartbeat from the peer for ${silentMillis} ms` }, true)
+        }))
+      )
 
   // ---------------------------------------------------------------------------------------------------------------
   // Closing
@@ -804,26 +545,24 @@ export class Connection {
     this.state = "closed"
     this.closedBecause = because
     if (notify && (wasOpen || this.direction === "inbound" || this.peer === undefined)) {
-      this.push(Wire.close(because.reason, because.detail))
+      this.outbox.push(Wire.close(because.reason, because.detail))
     }
     Deferred.doneUnsafe(this.opened, Exit.fail(because))
     const reason = this.lostReason()
     const pending = [...this.pending.values()]
     this.pending.clear()
-    this.held = []
-    this.deferred = undefined
-    this.deferredHead = 0
-    this.deferredCost = 0
+    this.outbox.window.clear()
+    this.inbound.clear()
     // Their handlers may still run (they are queued on endpoints), but there is nobody to answer any more.
     for (const invocation of this.serving.values()) invocation.cancel(true)
     this.serving.clear()
     for (const entry of pending) {
       if (entry._tag === "Ask") {
-        entry.resume(unreachable(entry.call.address, qualify(entry.call.gateway.name, entry.call.method), reason))
+        entry.resume(unreachable(entry.call.address, qualified(entry.call.gateway.name, entry.call.method), reason))
       } else entry.resume(because)
     }
-    this.host.unregister(this)
-    this.flush()
+    this.owner.unregister(this)
+    this.outbox.flush()
     Deferred.doneUnsafe(this.closed, Exit.void)
   }
 
@@ -856,14 +595,13 @@ export class Connection {
           error = new Frame.FrameError(`handling a frame failed unexpectedly (${describe(defect)})`)
         }
         if (error !== undefined) {
-          if (error.oversized) self.host.instruments.reject("oversized")
+          if (error.oversized) self.owner.instruments.reject("oversized")
           self.protocolError(error.detail)
         }
       }
       const onEnd = () => lost()
       const attach = Effect.sync(() => {
         self.clock = clock
-        self.stream = stream
         self.lastHeard = clock.currentTimeMillisUnsafe()
         stream.on("data", onData)
         stream.on("end", onEnd)
@@ -871,13 +609,13 @@ export class Connection {
         stream.on("close", onEnd)
         // The listener pauses what it accepts until a handler reads; frames queued before now (the hello) go out.
         stream.resume()
-        self.flush()
+        self.outbox.attach(stream)
       })
       const detach = Effect.sync(() => {
         stream.off("data", onData)
         stream.off("end", onEnd)
         stream.off("close", onEnd)
-        stream.off("drain", self.drained)
+        self.outbox.detach(stream)
         // Errors after this point have nobody to tell; without a listener Node would throw them.
         stream.off("error", lost)
         stream.on("error", ignore)
@@ -885,11 +623,11 @@ export class Connection {
       })
       return Effect.scoped(Effect.gen(function*() {
         yield* Effect.acquireRelease(attach, () => detach)
-        yield* Effect.forkScoped(self.heartbeatLoop)
+        yield* Effect.forkScoped(Heartbeat.detect(self, self.owner.config))
         yield* Deferred.await(self.closed)
         if (self.warning !== undefined) {
           yield* Effect.logWarning(`Closing the connection with ${self.peerLabel}: ${self.warning}`).pipe(
-            Effect.annotateLogs({ service: self.host.serviceName })
+            Effect.annotateLogs({ service: self.owner.serviceName })
           )
         }
         // Let what is queued (a reply, the close frame) reach the peer, but do not wait on a stuck peer.
@@ -907,41 +645,6 @@ export class Connection {
       }))
     })
   }
-
-  private get heartbeatLoop(): Effect.Effect<void> {
-    const self = this
-    const { heartbeatInterval, heartbeatPause } = this.host.config
-    const pause = Duration.toMillis(heartbeatPause)
-    const connectTimeout = Duration.toMillis(this.host.config.connectTimeout)
-    return Clock.clockWith((clock) =>
-      Effect.gen(function*() {
-        const started = clock.currentTimeMillisUnsafe()
-        while (self.state !== "closed") {
-          yield* Effect.sleep(heartbeatInterval)
-          const now = clock.currentTimeMillisUnsafe()
-          if (self.state === "opening") {
-            if (now - started >= connectTimeout) {
-              if (self.direction === "inbound") self.host.instruments.refuse("handshake_timeout")
-              self.close({ reason: "Unreachable", detail: `no hello from the peer within ${connectTimeout} ms` }, true)
-            }
-            continue
-          }
-          if ((self.state as State) !== "open") return
-          const silent = now - self.lastHeard
-          if (silent >= pause) {
-            yield* Effect.logWarning(
-              `No message or heartbeat from ${self.peerLabel} for ${silent} ms; declaring the peer dead`
-            ).pipe(Effect.annotateLogs({ service: self.host.serviceName }))
-            self.host.instruments.heartbeatMiss()
-            self.close({ reason: "Unreachable", detail: `no heartbeat from the peer for ${silent} ms` }, true)
-            return
-          }
-          self.heartbeatsUnanswered++
-          self.push(Wire.heartbeat)
-        }
-      })
-    )
-  }
 }
 
 /**
@@ -949,42 +652,6 @@ export class Connection {
  * make this side buffer megabytes before it has even said who it is.
  */
 const HELLO_LIMIT = 64 * 1024
-
-/**
- * Bytes queued to the peer (in the connection and the socket) from which the peer's requests wait instead of
- * being handed to endpoints: replies to a peer that does not read stop growing near here.
- */
-const BACKLOG_BYTES = 4 * 1024 * 1024
-
-/** Up to this many bytes of small queued chunks are copied into one buffer, so that they cost one write. */
-const COALESCE_BYTES = 256 * 1024
-
-/**
- * The chunks to write for a batch of frames. Every chunk costs a pass through Node's stream machinery, which for
- * small chunks costs more than copying them, so each run of small chunks becomes one buffer; large values (a
- * frame's tail) go as they are.
- */
-export const coalesce = (chunks: Array<Uint8Array>): [Uint8Array, ...Array<Uint8Array>] => {
-  if (chunks.length === 1) return chunks as [Uint8Array]
-  const out: Array<Uint8Array> = []
-  let run: Array<Uint8Array> = []
-  let runBytes = 0
-  for (const chunk of chunks) {
-    if (chunk.length >= Wire.TAIL_BYTES || runBytes + chunk.length > COALESCE_BYTES) {
-      if (run.length > 0) out.push(run.length === 1 ? run[0]! : Buffer.concat(run, runBytes))
-      run = []
-      runBytes = 0
-    }
-    if (chunk.length >= Wire.TAIL_BYTES) {
-      out.push(chunk)
-    } else {
-      run.push(chunk)
-      runBytes += chunk.length
-    }
-  }
-  if (run.length > 0) out.push(run.length === 1 ? run[0]! : Buffer.concat(run, runBytes))
-  return out as [Uint8Array, ...Array<Uint8Array>]
-}
 
 const ignore = () => {}
 

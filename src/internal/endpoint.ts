@@ -1,6 +1,6 @@
 /**
  * The runtime of one started endpoint: its lifecycle state machine, the envelopes its mailbox carries, fencing,
- * and how handler outcomes become replies. Transports hand it invocations through `invoke`; the mailbox
+ * and how handler outcomes become replies. Clients and connections hand it invocations through `deliver`; the mailbox
  * (./mailbox.ts) guarantees that everything here that touches endpoint state runs one message at a time.
  */
 import * as Cause from "effect/Cause"
@@ -8,21 +8,16 @@ import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Equal from "effect/Equal"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as References from "effect/References"
-import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
-import type * as Tracer from "effect/Tracer"
 import {
-  describe,
   EndpointNotStartedError,
   EndpointStartError,
   FencingTokenError,
   MailboxFullError,
-  MainThreadViolationError,
   RecipientUnreachableError,
   RemoteDefectError,
   RpcTimeoutError
@@ -30,50 +25,13 @@ import {
 import type * as RpcEndpoint from "../RpcEndpoint.js"
 import { isLater } from "../RpcEndpoint.js"
 import type * as RpcGateway from "../RpcGateway.js"
-import type { EndpointSnapshot } from "../RpcService.js"
-import type { Pending } from "./client.js"
+import * as Fencing from "./fencing.js"
+import { describe } from "./format.js"
+import { type Invocation, NoToken, qualified as qualify, type Recipient, type Resume } from "./invocation.js"
 import * as Mailbox from "./mailbox.js"
+import { MainThreadImpl } from "./mainThread.js"
 import type { Instruments, MethodMetrics } from "./metrics.js"
-
-/** The token carried by a message sent without fencing (an unfenced client, or unfenced self-work). */
-export const NoToken: unique symbol = Symbol.for("effect-actor-rpc/NoToken")
-
-/** A fencing token from the wire that the endpoint's token Schema does not accept: it matches no token. */
-export class UndecodableToken {
-  constructor(readonly raw: unknown) {}
-}
-
-/** How a reply reaches its caller: called once with the outcome. */
-export type Resume = (exit: Exit.Exit<unknown, unknown>) => void
-
-/**
- * A method invocation, from a client or a transport. `resume` is present for asks and absent for tells. It is also
- * the ask's handle for its caller: `cancel` marks it so that the main thread skips it if it has not started.
- */
-export class Invoke implements Pending {
-  readonly _tag = "Invoke"
-  /** The caller gave up before the handler started. */
-  cancelled = false
-  /** When it was queued (`performance.now()`), for the mailbox-wait metric; 0 while metrics are off. */
-  enqueuedAt = 0
-  constructor(
-    readonly gateway: string,
-    readonly method: string,
-    readonly payload: unknown,
-    readonly token: unknown,
-    readonly resume: Resume | undefined,
-    /** The ask's timeout in milliseconds; Infinity for tells and asks without one. */
-    readonly timeoutMillis: number,
-    /** When, by the service's clock, nobody waits for the reply any more; Infinity when never. */
-    readonly deadline: number,
-    /** The caller's span (a local one, or the remote caller's context), when the call is traced. */
-    readonly span: Tracer.AnySpan | undefined
-  ) {}
-
-  cancel(interrupted: boolean): void {
-    if (interrupted) this.cancelled = true
-  }
-}
+import type { EndpointSnapshot } from "./serviceTag.js"
 
 /** Work re-entering the main thread: runAsync, scheduled runs (no `resume`) and callAsync (with `resume`). */
 interface Run {
@@ -87,15 +45,15 @@ interface Control {
   readonly _tag: "Start" | "Stop"
 }
 
-type Envelope = Invoke | Run | Control
+type Envelope = Invocation | Run | Control
 
 const START: Control = { _tag: "Start" }
 const STOP: Control = { _tag: "Stop" }
 
 type State = "created" | "started" | "stopping" | "terminated"
 
-/** What the runtime needs from its service. */
-export interface Host {
+/** What the runtime needs from the service that owns it. */
+export interface EndpointOwner {
   readonly address: (endpointId: string) => string
   readonly throughput: number
   /** Called once the endpoint has terminated, before its termination completes: frees the id. */
@@ -115,40 +73,20 @@ const unreachable = (address: string, method: string, reason: string) =>
 /** What every endpoint started from one definition shares: computed once, not per endpoint. */
 interface Shared {
   readonly served: ReadonlyMap<string, RpcGateway.Any>
-  readonly tokenEquals: (a: unknown, b: unknown) => boolean
-  readonly formatToken: (token: unknown) => string
-  readonly decodeWireToken: (raw: unknown) => unknown
+  readonly tokens: Fencing.TokenCodec
 }
 
 const sharedByDefinition = new WeakMap<RpcEndpoint.Any, Shared>()
 
-const unfencedToken = () => NoToken
-
 const sharedOf = (definition: RpcEndpoint.Any): Shared => {
   let shared = sharedByDefinition.get(definition)
-  if (shared !== undefined) return shared
-  const served = new Map(definition.gateways.map((gateway) => [gateway.name, gateway]))
-  const fencing = definition.fencing
-  if (fencing === undefined) {
-    shared = { served, tokenEquals: Equal.equals, formatToken: describe, decodeWireToken: unfencedToken }
-  } else {
-    const equivalence = Schema.toEquivalence(fencing.schema)
-    const encode = Schema.encodeUnknownOption(fencing.schema)
-    const is = Schema.is(fencing.schema)
-    const decode = Schema.decodeUnknownOption(fencing.schema)
+  if (shared === undefined) {
     shared = {
-      served,
-      tokenEquals: (a, b) => a === b || equivalence(a, b),
-      formatToken: (token) =>
-        token instanceof UndecodableToken ? describe(token.raw) : Option.match(encode(token), {
-          onNone: () => describe(token),
-          onSome: (encoded) => describe(encoded)
-        }),
-      // Tokens cross the wire as plain data: either the token itself, or its Schema's encoded form.
-      decodeWireToken: (raw) => is(raw) ? raw : Option.getOrElse(decode(raw), () => new UndecodableToken(raw))
+      served: new Map(definition.gateways.map((gateway) => [gateway.name, gateway])),
+      tokens: Fencing.codecOf(definition.fencing)
     }
+    sharedByDefinition.set(definition, shared)
   }
-  sharedByDefinition.set(definition, shared)
   return shared
 }
 
@@ -156,7 +94,7 @@ const sharedOf = (definition: RpcEndpoint.Any): Shared => {
  * The runtime of a started endpoint. An idle endpoint is this object, its mailbox and two Deferreds: everything
  * else (its scope, its address string) is made on first use, and what depends only on the definition is shared.
  */
-export class EndpointRuntime {
+export class EndpointRuntime implements Recipient {
   state: State = "created"
   private stopRequested = false
   private handlers: Record<string, (payload: unknown) => Effect.Effect<unknown, unknown>> = {}
@@ -176,7 +114,7 @@ export class EndpointRuntime {
   constructor(
     readonly endpointId: string,
     readonly definition: RpcEndpoint.Any,
-    readonly host: Host,
+    readonly owner: EndpointOwner,
     readonly context: Context.Context<never>
   ) {
     this.shared = sharedOf(definition)
@@ -188,7 +126,7 @@ export class EndpointRuntime {
   }
 
   get address(): string {
-    return this.addressOrUndefined ??= this.host.address(this.endpointId)
+    return this.addressOrUndefined ??= this.owner.address(this.endpointId)
   }
 
   get served(): ReadonlyMap<string, RpcGateway.Any> {
@@ -237,10 +175,10 @@ export class EndpointRuntime {
    * Delivers an invocation; an ask that cannot be queued (the endpoint has terminated, or its bounded mailbox is
    * full) is answered at once. Returns the error a tell's sender should see, if any.
    */
-  invoke(invocation: Invoke): MailboxFullError | undefined {
+  deliver(invocation: Invocation): MailboxFullError | undefined {
     const capacity = this.definition.mailboxCapacity
     const depth = this.mailbox.size()
-    const instruments = this.host.instruments
+    const instruments = this.owner.instruments
     if (capacity !== undefined && depth >= capacity && !this.mailbox.isClosed()) {
       instruments.reject("mailbox_full")
       const error = new MailboxFullError({ address: this.address, method: qualified(invocation), capacity })
@@ -276,7 +214,7 @@ export class EndpointRuntime {
 
   /** The token a remote message carried, as this endpoint's token Schema reads it. */
   decodeToken(raw: unknown): unknown {
-    return this.shared.decodeWireToken(raw)
+    return this.shared.tokens.decodeWire(raw)
   }
 
   currentToken(): unknown {
@@ -301,15 +239,15 @@ export class EndpointRuntime {
 
   /** The mailbox's throughput: messages per turn before the main thread yields. */
   get throughput(): number {
-    return this.host.throughput
+    return this.owner.throughput
   }
 
   /** Processes one message on the main thread (called by the mailbox). */
   process(envelope: Envelope): Effect.Effect<void> {
-    if (envelope._tag !== "Invoke") this.annotate(this.endpointLogContext ??= this.withAnnotations({ endpoint: this.endpointId }))
+    if (envelope._tag !== "Invocation") this.annotate(this.endpointLogContext ??= this.withAnnotations({ endpoint: this.endpointId }))
     switch (envelope._tag) {
-      case "Invoke":
-        return this.processInvoke(envelope)
+      case "Invocation":
+        return this.processInvocation(envelope)
       case "Run":
         return this.processRun(envelope)
       case "Start":
@@ -319,11 +257,11 @@ export class EndpointRuntime {
     }
   }
 
-  private processInvoke(invocation: Invoke): Effect.Effect<void> {
+  private processInvocation(invocation: Invocation): Effect.Effect<void> {
     // Before anything can log: a discarded call's warning must name its own method, not the previous one's.
     this.annotate(this.logContext(invocation.gateway, invocation.method))
     if (invocation.cancelled) return this.skip(invocation, "cancelled")
-    if (invocation.deadline !== Infinity && this.host.now() >= invocation.deadline) return this.skip(invocation, "expired")
+    if (invocation.deadline !== Infinity && this.owner.now() >= invocation.deadline) return this.skip(invocation, "expired")
     const handler = Object.hasOwn(this.handlers, invocation.method) ? this.handlers[invocation.method] : undefined
     if (this.state === "created") {
       const method = qualified(invocation)
@@ -337,7 +275,7 @@ export class EndpointRuntime {
     }
     const rejection = this.checkToken(invocation.token, invocation)
     if (rejection !== undefined) {
-      this.host.instruments.reject("fencing")
+      this.owner.instruments.reject("fencing")
       if (invocation.resume !== undefined) {
         invocation.resume(Exit.fail(rejection))
         return Effect.void
@@ -357,7 +295,7 @@ export class EndpointRuntime {
     }
     // Called directly rather than through Effect.suspend, and continued by the endpoint's one continuation rather
     // than a closure per message: a tell then costs a few allocations instead of a dozen.
-    const instruments = this.host.instruments
+    const instruments = this.owner.instruments
     if (instruments.enabled) {
       const metrics = instruments.method(invocation.gateway, invocation.method)
       this.handlerStartedAt = performance.now()
@@ -370,7 +308,7 @@ export class EndpointRuntime {
     } catch (defect) {
       effect = Effect.die(defect)
     }
-    if (invocation.span !== undefined && this.host.tracing) {
+    if (invocation.span !== undefined && this.owner.tracing) {
       const name = qualified(invocation)
       effect = Effect.withSpan(effect, `${name} (handler)`, {
         parent: invocation.span,
@@ -382,8 +320,8 @@ export class EndpointRuntime {
   }
 
   /** Drops a call whose caller has given up (`cancelled`) or whose deadline has passed (`expired`). */
-  private skip(invocation: Invoke, reason: "cancelled" | "expired"): Effect.Effect<void> {
-    this.host.instruments.reject(reason)
+  private skip(invocation: Invocation, reason: "cancelled" | "expired"): Effect.Effect<void> {
+    this.owner.instruments.reject(reason)
     const resume = invocation.resume
     if (resume !== undefined) {
       const method = qualified(invocation)
@@ -434,12 +372,12 @@ export class EndpointRuntime {
   }
 
   /** The message whose handler code is running: the main thread runs one at a time. */
-  private current: Invoke | Run | undefined = undefined
+  private current: Invocation | Run | undefined = undefined
   /** Made on the first handler run, so an endpoint that never handles a message does not hold them. */
   private afterHandler: Continuations | undefined = undefined
 
   /** Runs handler code on the main thread and turns its outcome (or its `later` reply) into a reply. */
-  private runHandler(message: Invoke | Run, effect: Effect.Effect<unknown, unknown>): Effect.Effect<void> {
+  private runHandler(message: Invocation | Run, effect: Effect.Effect<unknown, unknown>): Effect.Effect<void> {
     this.current = message
     return Effect.matchCauseEffect(effect, this.afterHandler ??= this.continuations())
   }
@@ -464,9 +402,9 @@ export class EndpointRuntime {
     }
   }
 
-  private recordHandlerTime(message: Invoke | Run): void {
+  private recordHandlerTime(message: Invocation | Run): void {
     const metrics = this.handlerMetrics
-    if (metrics === undefined || message._tag !== "Invoke") return
+    if (metrics === undefined || message._tag !== "Invocation") return
     this.handlerMetrics = undefined
     metrics.handler.update(performance.now() - this.handlerStartedAt)
   }
@@ -533,37 +471,10 @@ export class EndpointRuntime {
     return this.runHandler(run, run.effect)
   }
 
-  /**
-   * `undefined` when the message may run; the rejection otherwise. `what` names the call in the error: an
-   * invocation's name is built only then.
-   */
-  private checkToken(received: unknown, what: Invoke | string): FencingTokenError | undefined {
+  /** `undefined` when the message may run; the rejection otherwise (see Fencing.check). */
+  private checkToken(received: unknown, what: Invocation | string): FencingTokenError | undefined {
     if (!this.fenced) return undefined
-    const expected = this.token
-    if (
-      Option.isSome(expected) && received !== NoToken && !(received instanceof UndecodableToken) &&
-      this.shared.tokenEquals(received, expected.value)
-    ) return undefined
-    const method = typeof what === "string" ? what : qualified(what)
-    if (Option.isNone(expected)) {
-      return new FencingTokenError({
-        address: this.address,
-        method,
-        reason: "NotSet",
-        ...(received === NoToken ? {} : { received: this.shared.formatToken(received) })
-      })
-    }
-    if (received === NoToken) {
-      return new FencingTokenError({ address: this.address, method, reason: "Missing", expected: this.shared.formatToken(expected.value) })
-    }
-    // Anything else failed the match above: an undecodable token or another one.
-    return new FencingTokenError({
-      address: this.address,
-      method,
-      reason: "Mismatch",
-      expected: this.shared.formatToken(expected.value),
-      received: this.shared.formatToken(received)
-    })
+    return Fencing.check(this.shared.tokens, this.token, received, this.address, what)
   }
 
   private processStart(): Effect.Effect<void> {
@@ -614,10 +525,10 @@ export class EndpointRuntime {
     this.state = "terminated"
     const pending = this.mailbox.close()
     for (const envelope of pending) {
-      if (envelope._tag === "Invoke" || envelope._tag === "Run") {
+      if (envelope._tag === "Invocation" || envelope._tag === "Run") {
         envelope.resume?.(unreachable(
           this.address,
-          envelope._tag === "Invoke" ? qualified(envelope) : "callAsync",
+          envelope._tag === "Invocation" ? qualified(envelope) : "callAsync",
           "the endpoint terminated before processing the call"
         ))
       }
@@ -627,7 +538,7 @@ export class EndpointRuntime {
     return Effect.asVoid(Effect.forkDetach(
       this.mailbox.awaitIdle.pipe(
         Effect.andThen(this.closeScope()),
-        Effect.andThen(Effect.sync(() => this.host.unregister(this))),
+        Effect.andThen(Effect.sync(() => this.owner.unregister(this))),
         Effect.andThen(Effect.suspend(() =>
           Deferred.isDoneUnsafe(this.startup) ? Effect.void : Deferred.done(
             this.startup,
@@ -663,84 +574,14 @@ export class EndpointRuntime {
   }
 }
 
-/**
- * The MainThread handed to endpoint code. A class over the runtime rather than an object of closures: every
- * endpoint has one, and its Effects are made when used.
- */
-class MainThreadImpl implements RpcEndpoint.MainThread<any, any> {
-  constructor(private readonly runtime: EndpointRuntime) {}
-
-  get endpointId(): string {
-    return this.runtime.endpointId
-  }
-
-  get address(): string {
-    return this.runtime.address
-  }
-
-  runAsync(effect: Effect.Effect<unknown, unknown>): Effect.Effect<void> {
-    return Effect.sync(() => this.runtime.selfRun(effect, undefined))
-  }
-
-  callAsync<A, E>(effect: Effect.Effect<A, E>, timeout: Duration.Input): Effect.Effect<A, E | RpcEndpoint.CallAsyncError> {
-    const runtime = this.runtime
-    const duration = Duration.fromInputUnsafe(timeout)
-    return Effect.callback<A, E | RpcEndpoint.CallAsyncError>((resume) => {
-      runtime.selfRun(effect, resume as Resume)
-    }).pipe(
-      Effect.timeoutOrElse({
-        duration,
-        orElse: () =>
-          Effect.fail(
-            new RpcTimeoutError({ address: runtime.address, method: "callAsync", timeoutMillis: Duration.toMillis(duration) })
-          )
-      })
-    )
-  }
-
-  scheduleRunAsync(effect: Effect.Effect<unknown, unknown>, delay: Duration.Input): Effect.Effect<RpcEndpoint.ScheduledRun> {
-    return this.runtime.scheduleRun(effect, delay)
-  }
-
-  get isMainThread(): Effect.Effect<boolean> {
-    return Effect.withFiber((fiber) => Effect.succeed(this.runtime.mailbox.isMainThread(fiber)))
-  }
-
-  get validateRunsInMainThread(): Effect.Effect<void> {
-    return Effect.flatMap(this.isMainThread, (onMain) =>
-      onMain ? Effect.void : Effect.die(new MainThreadViolationError({ address: this.runtime.address })))
-  }
-
-  get isRunning(): Effect.Effect<boolean> {
-    return Effect.sync(() => this.runtime.state === "started")
-  }
-
-  self<G extends RpcGateway.Any>(gateway: G): RpcGateway.Client<G> {
-    return this.runtime.host.selfClient(this.runtime, gateway)
-  }
-
-  get fencingToken(): Effect.Effect<Option.Option<unknown>> {
-    return Effect.sync(() => this.runtime.token)
-  }
-
-  setFencingToken(token: unknown): Effect.Effect<void> {
-    return Effect.andThen(
-      this.validateRunsInMainThread,
-      Effect.sync(() => {
-        this.runtime.token = Option.some(token)
-      })
-    )
-  }
-}
-
 const cancelled: RpcEndpoint.ScheduledRun = { cancel: Effect.void }
 
 /** The name a message's errors and logs give it. */
-const callName = (message: Invoke | Run): string => message._tag === "Invoke" ? qualified(message) : "callAsync"
+const callName = (message: Invocation | Run): string => message._tag === "Invocation" ? qualified(message) : "callAsync"
 
 interface Continuations {
   readonly onSuccess: (value: unknown) => Effect.Effect<void>
   readonly onFailure: (cause: Cause.Cause<unknown>) => Effect.Effect<void>
 }
 
-const qualified = (invocation: Invoke): string => `${invocation.gateway}.${invocation.method}`
+const qualified = (invocation: Invocation): string => qualify(invocation.gateway, invocation.method)

@@ -23,11 +23,12 @@ import {
 import type * as RpcEndpoint from "../RpcEndpoint.js"
 import type * as RpcGateway from "../RpcGateway.js"
 import type { RpcServer } from "../RpcServer.js"
-import type { RpcServiceShape, Snapshot } from "../RpcService.js"
+import type { RpcServiceShape, Snapshot } from "./serviceTag.js"
 import * as Client from "./client.js"
 import { Deadlines } from "./deadlines.js"
 import { randomUuid } from "./ids.js"
-import { EndpointRuntime, type Host, Invoke, NoToken } from "./endpoint.js"
+import { type EndpointOwner, EndpointRuntime } from "./endpoint.js"
+import { checkServes, Invocation, NoToken } from "./invocation.js"
 import { Instruments } from "./metrics.js"
 import type { Connection } from "./connection.js"
 import type { Transport } from "./transport.js"
@@ -109,7 +110,7 @@ export const lookup = (name: string): LocalService | undefined => services.get(n
 type Lifecycle = "running" | "stopping" | "stopped"
 
 /** An in-process RpcService. */
-export class LocalService implements RpcServiceShape, Host {
+export class LocalService implements RpcServiceShape, EndpointOwner {
   private lifecycle: Lifecycle = "running"
   private readonly endpoints = new Map<string, EndpointRuntime>()
   private shutdownStarted = false
@@ -160,7 +161,7 @@ export class LocalService implements RpcServiceShape, Host {
     return this.transport?.connectionCount ?? 0
   }
 
-  // Host ------------------------------------------------------------------------------------------------------------
+  // EndpointOwner ------------------------------------------------------------------------------------------------------------
 
   address(endpointId: string): string {
     const transport = this.transport
@@ -236,12 +237,12 @@ export class LocalService implements RpcServiceShape, Host {
       address: runtime.address,
       ask: (gateway, method, payload, token, timeoutMillis, span, resume) => {
         const deadline = timeoutMillis === Infinity ? Infinity : this.deadlines.now() + timeoutMillis
-        const invocation = new Invoke(gateway.name, method, payload, token, resume, timeoutMillis, deadline, span)
-        runtime.invoke(invocation)
+        const invocation = new Invocation(gateway.name, method, payload, token, resume, timeoutMillis, deadline, span)
+        runtime.deliver(invocation)
         return invocation
       },
       tell: (gateway, method, payload, token, span) =>
-        runtime.invoke(new Invoke(gateway.name, method, payload, token, undefined, Infinity, Infinity, span))
+        runtime.deliver(new Invocation(gateway.name, method, payload, token, undefined, Infinity, Infinity, span))
     }
   }
 
@@ -318,20 +319,11 @@ export class LocalService implements RpcServiceShape, Host {
     if (runtime === undefined) {
       return fail("UnknownEndpoint", `no endpoint "${endpointId}" runs on RpcService ${service.name}`)
     }
-    const served = runtime.served.get(gateway.name)
-    if (served === undefined) {
-      return fail(
-        "GatewayNotServed",
-        `the endpoint serves ${[...runtime.served.keys()].join(", ")}, not ${gateway.name}`
-      )
-    }
-    if (served !== gateway && served.fingerprint !== gateway.fingerprint) {
-      return fail(
-        "GatewayMismatch",
-        `the endpoint's ${gateway.name} has fingerprint ${served.fingerprint} but the caller's has ` +
-          `${gateway.fingerprint}: the two sides were built from different Schemas`
-      )
-    }
+    // The same gateway object needs no fingerprint (computing one costs a Schema walk).
+    const refusal = runtime.served.get(gateway.name) === gateway
+      ? undefined
+      : checkServes(runtime, gateway.name, gateway.fingerprint)
+    if (refusal !== undefined) return fail(refusal.reason, refusal.detail)
     return Result.succeed({ _tag: "Local", runtime })
   }
 

@@ -164,7 +164,7 @@ export const connected = (id: number, reason: string | null, detail: string) =>
   frame([Type.Connected, id, reason, detail])
 
 /** A call; `token` is absent for unfenced calls, `timeout` for tells and asks without one. */
-export const invoke = (
+export const call = (
   tell: boolean,
   id: number,
   endpointId: string,

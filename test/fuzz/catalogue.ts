@@ -193,10 +193,10 @@ const hello = (rng: G.Rng, options?: { readonly limit?: number; readonly authori
   G.frameBytes(Wire.hello(incarnation(rng), "fuzz-attacker", options?.authority ?? null, options?.limit ?? 1 << 20))
 
 const ask = (id: number, endpointId: string, gateway: string, method: string, token: unknown, payload: unknown) =>
-  G.frameBytes(Wire.invoke(false, id, endpointId, gateway, method, token === undefined ? undefined : { value: token }, undefined, undefined, payload))
+  G.frameBytes(Wire.call(false, id, endpointId, gateway, method, token === undefined ? undefined : { value: token }, undefined, undefined, payload))
 
 const tell = (endpointId: string, gateway: string, method: string, token: unknown, payload: unknown) =>
-  G.frameBytes(Wire.invoke(true, 0, endpointId, gateway, method, token === undefined ? undefined : { value: token }, undefined, undefined, payload))
+  G.frameBytes(Wire.call(true, 0, endpointId, gateway, method, token === undefined ? undefined : { value: token }, undefined, undefined, payload))
 
 const askId = (rng: G.Rng) => rng.bool(0.9) ? rng.between(1, 1000) : rng.pick([0, 0x7fffffff, 2 ** 53 - 1])
 
@@ -480,14 +480,14 @@ const builders: Record<AttackKind, (rng: G.Rng, target: Target) => Built> = {
         }
       case "hostile": {
         // The token's one element is raw MessagePack the encoder would never write.
-        const fields = G.fieldsOf(Wire.invoke(false, id, FENCED_ID, FencedGateway.name, "ping", { value: 0 }, undefined, undefined, payload))
+        const fields = G.fieldsOf(Wire.call(false, id, FENCED_ID, FencedGateway.name, "ping", { value: 0 }, undefined, undefined, payload))
         const at = fields.findIndex((f) => Array.isArray(f) && f.length === 1 && f[0] === 0)
         fields[at] = new G.Raw(G.concat([Uint8Array.of(0x91), G.hostileValue(rng).bytes]))
         return { variant, steps: [write(hello(rng)), write(G.framed(G.packArray(fields)))] }
       }
       case "deep": {
         // A token nested deeper than JSON.stringify can print.
-        const fields = G.fieldsOf(Wire.invoke(false, id, FENCED_ID, FencedGateway.name, "ping", { value: 0 }, undefined, undefined, payload))
+        const fields = G.fieldsOf(Wire.call(false, id, FENCED_ID, FencedGateway.name, "ping", { value: 0 }, undefined, undefined, payload))
         const at = fields.findIndex((f) => Array.isArray(f) && f.length === 1 && f[0] === 0)
         const depth = rng.between(12_000, 60_000)
         fields[at] = new G.Raw(G.concat([new Uint8Array(depth).fill(0x91), Uint8Array.of(0xc0)]))
@@ -495,7 +495,7 @@ const builders: Record<AttackKind, (rng: G.Rng, target: Target) => Built> = {
       }
       case "not-wrapped": {
         // The token field must be nil or a one-element array: anything else is a malformed message.
-        const fields = G.fieldsOf(Wire.invoke(false, id, FENCED_ID, FencedGateway.name, "ping", { value: 0 }, undefined, undefined, payload))
+        const fields = G.fieldsOf(Wire.call(false, id, FENCED_ID, FencedGateway.name, "ping", { value: 0 }, undefined, undefined, payload))
         const at = fields.findIndex((f) => Array.isArray(f) && f.length === 1 && f[0] === 0)
         fields[at] = rng.pick<unknown>(["token", 7, [], [TOKEN, TOKEN], { epoch: 7 }, true])
         return { variant, steps: [write(hello(rng)), write(G.reframe(fields))], expect: protocolError }

@@ -65,7 +65,7 @@ const sampleBytes = () => Result.getOrThrow(Wire.encodeValue(Sample, randomSampl
 /** An Ask for FuzzGateway.constructor: the answer must be a RemoteDefectError, and the server must live on. */
 export const inheritedMethodName: Effect.Effect<string | undefined> = Effect.scoped(Effect.gen(function*() {
   const { gateway, port } = yield* serverAndClient
-  const ask = G.frameBytes(Wire.invoke(false, 1, FUZZ_ID, FuzzGateway.name, "constructor", undefined, undefined, undefined, sampleBytes()))
+  const ask = G.frameBytes(Wire.call(false, 1, FUZZ_ID, FuzzGateway.name, "constructor", undefined, undefined, undefined, sampleBytes()))
   const messages = yield* exchange(port, G.concat([hello(), ask]), 3000, (m) => errorTags(m).length > 0)
   const tags = errorTags(messages)
   const after = yield* Effect.exit(gateway.double(21))
@@ -89,7 +89,7 @@ export const deepTypeCode: Effect.Effect<string | undefined> = Effect.sync(() =>
 export const deepToken: Effect.Effect<string | undefined> = Effect.scoped(Effect.gen(function*() {
   const { fenced, port } = yield* serverAndClient
   const payload = Result.getOrThrow(Wire.encodeValue(Schema.Number, 1))
-  const fields = G.fieldsOf(Wire.invoke(false, 1, FENCED_ID, FencedGateway.name, "ping", { value: 0 }, undefined, undefined, payload))
+  const fields = G.fieldsOf(Wire.call(false, 1, FENCED_ID, FencedGateway.name, "ping", { value: 0 }, undefined, undefined, payload))
   const at = fields.findIndex((f) => Array.isArray(f) && f.length === 1 && f[0] === 0)
   fields[at] = new G.Raw(G.concat([Uint8Array.of(0x91), new Uint8Array(20_000).fill(0x91), Uint8Array.of(0xc0)]))
   const messages = yield* exchange(port, G.concat([hello(), G.framed(G.packArray(fields))]), 3000, (m) => errorTags(m).length > 0)
@@ -122,7 +122,7 @@ export const unreadReplies: Effect.Effect<string | undefined> = Effect.scoped(Ef
   }
   const before = usage()
   const payload = Result.getOrThrow(Wire.encodeValue(Schema.Uint8Array, new Uint8Array(64 * 1024)))
-  const ask = G.frameBytes(Wire.invoke(false, 1, FUZZ_ID, FuzzGateway.name, "bytes", undefined, undefined, undefined, payload))
+  const ask = G.frameBytes(Wire.call(false, 1, FUZZ_ID, FuzzGateway.name, "bytes", undefined, undefined, undefined, payload))
   const growth = yield* Effect.callback<number>((resume) => {
     const socket = Net.connect({ host: "127.0.0.1", port }, () => {
       socket.pause()

@@ -6,8 +6,8 @@ import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Fiber, Schema } from "effect"
 import { Duplex } from "node:stream"
 import { RpcConfig, RpcError, RpcGateway } from "effect-actor-rpc"
-import { Connection, type ConnectionHost, type OutboundCall } from "../../src/internal/connection.js"
-import { NoToken } from "../../src/internal/endpoint.js"
+import { Connection, type ConnectionOwner, type OutboundCall } from "../../src/internal/connection.js"
+import { NoToken } from "../../src/internal/invocation.js"
 import * as Frame from "../../src/internal/frame.js"
 import { Instruments } from "../../src/internal/metrics.js"
 import * as Wire from "../../src/internal/wire.js"
@@ -15,7 +15,7 @@ import { settle } from "../fixtures/common.js"
 
 const Gateway = RpcGateway.make("Batch", { get: RpcGateway.ask({ payload: Schema.Number, success: Schema.Number }) })
 
-const host: ConnectionHost = {
+const owner: ConnectionOwner = {
   serviceName: "test",
   config: RpcConfig.defaults,
   incarnation: "i",
@@ -86,7 +86,7 @@ describe("Connection", () => {
   it.effect("frames queued in one turn go out in one write, however many calls are in flight", () =>
     Effect.gen(function*() {
       const { batches, socket } = recordingSocket()
-      const connection = new Connection(host, "127.0.0.1:1", "outbound")
+      const connection = new Connection(owner, "127.0.0.1:1", "outbound")
       const running = yield* Effect.forkChild(connection.run(socket, noClassify))
       yield* settle
       assert.deepStrictEqual(batches, [1], "the hello")
@@ -108,7 +108,7 @@ describe("Connection", () => {
   it.effect("a heartbeat request is answered; a heartbeat reply is not", () =>
     Effect.gen(function*() {
       const { batches, socket } = recordingSocket()
-      const connection = new Connection(host, "127.0.0.1:1", "inbound")
+      const connection = new Connection(owner, "127.0.0.1:1", "inbound")
       const running = yield* Effect.forkChild(connection.run(socket, noClassify))
       const feed = (frame: Wire.OutFrame) => socket.push(Buffer.concat(chunksOf(frame)))
       feed(Wire.hello("peer", "peer", null, 1024))
@@ -127,7 +127,7 @@ describe("Connection", () => {
   it.effect("when the socket's buffer is full, frames wait for its drain and then go out together", () =>
     Effect.gen(function*() {
       const { batches, socket, release } = recordingSocket({ hold: true })
-      const connection = new Connection(host, "127.0.0.1:1", "outbound")
+      const connection = new Connection(owner, "127.0.0.1:1", "outbound")
       const running = yield* Effect.forkChild(connection.run(socket, noClassify))
       yield* settle
       assert.deepStrictEqual(batches, [1], "the hello, not yet written out")
@@ -146,7 +146,7 @@ describe("Connection", () => {
   it.effect("a peer that hangs up fails the asks in flight and ends the run", () =>
     Effect.gen(function*() {
       const { socket } = recordingSocket()
-      const connection = new Connection(host, "127.0.0.1:1", "outbound")
+      const connection = new Connection(owner, "127.0.0.1:1", "outbound")
       const running = yield* Effect.forkChild(connection.run(socket, noClassify))
       socket.push(Buffer.concat(chunksOf(Wire.hello("peer", "peer", null, 1024))))
       yield* settle
@@ -163,7 +163,7 @@ describe("Connection", () => {
   it.effect("bytes that cannot be framed close the connection", () =>
     Effect.gen(function*() {
       const { socket } = recordingSocket()
-      const connection = new Connection(host, "127.0.0.1:1", "inbound")
+      const connection = new Connection(owner, "127.0.0.1:1", "inbound")
       const running = yield* Effect.forkChild(connection.run(socket, noClassify))
       socket.push(Buffer.from([0, 0, 0, 0]))
       yield* Fiber.join(running)
@@ -174,8 +174,8 @@ describe("Connection", () => {
   it.effect("a frame whose handling throws closes only its connection instead of escaping the socket callback", () =>
     Effect.gen(function*() {
       const { socket } = recordingSocket()
-      const throwing: ConnectionHost = {
-        ...host,
+      const throwing: ConnectionOwner = {
+        ...owner,
         lookup: () => {
           throw new Error("boom")
         }
@@ -184,7 +184,7 @@ describe("Connection", () => {
       const running = yield* Effect.forkChild(connection.run(socket, noClassify))
       socket.push(Buffer.concat([
         ...chunksOf(Wire.hello("peer", "peer", null, 1024)),
-        ...chunksOf(Wire.invoke(false, 1, "x", "Batch", "get", undefined, undefined, undefined, new Uint8Array(1)))
+        ...chunksOf(Wire.call(false, 1, "x", "Batch", "get", undefined, undefined, undefined, new Uint8Array(1)))
       ]))
       yield* Fiber.join(running)
       assert.strictEqual(connection.closedBecause?.reason, "Unreachable")
@@ -241,7 +241,7 @@ describe("Connection flow control", () => {
     Effect.gen(function*() {
       const { socket, of, feed, release } = messageSocket()
       release({ hold: false })
-      const connection = new Connection(host, "127.0.0.1:1", "outbound")
+      const connection = new Connection(owner, "127.0.0.1:1", "outbound")
       const running = yield* Effect.forkChild(connection.run(socket, noClassify))
       feed(Wire.hello("peer", "peer", null, 10 * MiB, Wire.MIN_WINDOW))
       yield* settle
@@ -250,7 +250,7 @@ describe("Connection flow control", () => {
         asks.push(yield* Effect.forkChild(askOn(connection)(bytesCall(MiB)), { startImmediately: true }))
       }
       yield* settle
-      const cost = Wire.requestCost(Wire.invoke(false, 1, "x", "Bytes", "put", undefined, undefined, undefined, new Uint8Array(MiB + 5)).size)
+      const cost = Wire.requestCost(Wire.call(false, 1, "x", "Bytes", "put", undefined, undefined, undefined, new Uint8Array(MiB + 5)).size)
       const fit = Math.floor(Wire.MIN_WINDOW / cost)
       assert.strictEqual(of("Ask").length, fit, "only what fits the window is sent")
       yield* Fiber.interrupt(asks[9]!)
@@ -269,7 +269,7 @@ describe("Connection flow control", () => {
     Effect.gen(function*() {
       const { socket, feed, release } = messageSocket()
       release({ hold: false })
-      const connection = new Connection(host, "127.0.0.1:1", "outbound")
+      const connection = new Connection(owner, "127.0.0.1:1", "outbound")
       const running = yield* Effect.forkChild(connection.run(socket, noClassify))
       feed(Wire.hello("peer", "peer", null, 10 * MiB))
       feed(Wire.credit(1))
@@ -280,7 +280,7 @@ describe("Connection flow control", () => {
   it.effect("while much is queued to the peer, its requests wait in order and are credited once handed over", () =>
     Effect.gen(function*() {
       const { socket, of, feed, release } = messageSocket()
-      const connection = new Connection(host, "127.0.0.1:1", "outbound")
+      const connection = new Connection(owner, "127.0.0.1:1", "outbound")
       const running = yield* Effect.forkChild(connection.run(socket, noClassify))
       feed(Wire.hello("peer", "peer", null, 10 * MiB))
       yield* settle
@@ -296,7 +296,7 @@ describe("Connection flow control", () => {
       // Requests worth more than a quarter of the window, behind the connects: tells to an unknown endpoint.
       const window = Wire.windowFor(RpcConfig.defaults.maximumFrameSize)
       for (let i = 0; i < 6; i++) {
-        feed(Wire.invoke(true, 0, "nobody", "Bytes", "put", undefined, undefined, undefined, new Uint8Array(MiB)))
+        feed(Wire.call(true, 0, "nobody", "Bytes", "put", undefined, undefined, undefined, new Uint8Array(MiB)))
       }
       yield* settle
       release({ hold: false })
@@ -312,14 +312,14 @@ describe("Connection flow control", () => {
   it.effect("a peer that sends more than the window while much is queued to it is closed with a protocol error", () =>
     Effect.gen(function*() {
       const { socket, feed, release } = messageSocket()
-      const connection = new Connection(host, "127.0.0.1:1", "outbound")
+      const connection = new Connection(owner, "127.0.0.1:1", "outbound")
       const running = yield* Effect.forkChild(connection.run(socket, noClassify))
       feed(Wire.hello("peer", "peer", null, 10 * MiB))
       yield* settle
       yield* Effect.forkChild(askOn(connection)(bytesCall(5 * MiB)), { startImmediately: true })
       yield* settle
       const window = Wire.windowFor(RpcConfig.defaults.maximumFrameSize)
-      const tell = Wire.invoke(true, 0, "nobody", "Bytes", "put", undefined, undefined, undefined, new Uint8Array(MiB))
+      const tell = Wire.call(true, 0, "nobody", "Bytes", "put", undefined, undefined, undefined, new Uint8Array(MiB))
       const fit = Math.floor(window / Wire.requestCost(tell.size))
       for (let i = 0; i < fit; i++) feed(tell)
       yield* settle

@@ -5,7 +5,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Result, Schema } from "effect"
-import { coalesce } from "../../src/internal/connection.js"
+import { coalesce } from "../../src/internal/outbox.js"
 import * as Frame from "../../src/internal/frame.js"
 import * as Wire from "../../src/internal/wire.js"
 
@@ -46,7 +46,7 @@ describe("wire", () => {
 
   it("an ask whose payload is a tail keeps its fields and token", () => {
     const payload = bytesOf(Wire.TAIL_BYTES, 7)
-    const frame = Wire.invoke(false, 42, "endpoint", "Gateway", "method", { value: 3 }, 1500, undefined, payload)
+    const frame = Wire.call(false, 42, "endpoint", "Gateway", "method", { value: 3 }, 1500, undefined, payload)
     assert.isDefined(frame.tail)
     const [message] = decodeStream(concat(chunksOf(frame)))
     assert.deepStrictEqual(message, {

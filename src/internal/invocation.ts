@@ -1,0 +1,103 @@
+/**
+ * The vocabulary shared by whoever delivers calls to endpoints (clients in-process, connections from the wire) and
+ * the endpoint runtime that runs them: an invocation, how its outcome comes back (`Resume`), the tokens an unfenced
+ * or undecodable call carries, and the narrow view of an endpoint (`Recipient`) that a connection needs. Neither
+ * side imports the other; both import this.
+ */
+import type * as Exit from "effect/Exit"
+import type * as Tracer from "effect/Tracer"
+import type { ConnectionFailureReason, MailboxFullError } from "../RpcError.js"
+import type * as RpcGateway from "../RpcGateway.js"
+
+/** The token carried by a message sent without fencing (an unfenced client, or unfenced self-work). */
+export const NoToken: unique symbol = Symbol.for("effect-actor-rpc/NoToken")
+
+/** A fencing token from the wire that the endpoint's token Schema does not accept: it matches no token. */
+export class UndecodableToken {
+  constructor(readonly raw: unknown) {}
+}
+
+/** How a reply reaches its caller: called once with the outcome. */
+export type Resume = (exit: Exit.Exit<unknown, unknown>) => void
+
+/** An ask on its way: `cancel` drops interest in its reply; `interrupted` also asks the endpoint to skip it. */
+export interface Pending {
+  readonly cancel: (interrupted: boolean) => void
+}
+
+/**
+ * One call of a method, from a client or a connection. `resume` is present for asks and absent for tells. It is
+ * also the ask's handle for its caller: `cancel` marks it so that the main thread skips it if it has not started.
+ */
+export class Invocation implements Pending {
+  readonly _tag = "Invocation"
+  /** The caller gave up before the handler started. */
+  cancelled = false
+  /** When it was queued (`performance.now()`), for the mailbox-wait metric; 0 while metrics are off. */
+  enqueuedAt = 0
+  constructor(
+    readonly gateway: string,
+    readonly method: string,
+    readonly payload: unknown,
+    readonly token: unknown,
+    readonly resume: Resume | undefined,
+    /** The ask's timeout in milliseconds; Infinity for tells and asks without one. */
+    readonly timeoutMillis: number,
+    /** When, by the service's clock, nobody waits for the reply any more; Infinity when never. */
+    readonly deadline: number,
+    /** The caller's span (a local one, or the remote caller's context), when the call is traced. */
+    readonly span: Tracer.AnySpan | undefined
+  ) {}
+
+  cancel(interrupted: boolean): void {
+    if (interrupted) this.cancelled = true
+  }
+}
+
+/** What a connection (or a local client) needs of an endpoint to deliver calls to it. */
+export interface Recipient {
+  readonly endpointId: string
+  readonly address: string
+  /** The gateways it serves, by name. */
+  readonly served: ReadonlyMap<string, RpcGateway.Any>
+  /** Is it a fenced endpoint? */
+  readonly fenced: boolean
+  /**
+   * Delivers an invocation; an ask that cannot be queued (the endpoint has terminated, or its bounded mailbox is
+   * full) is answered at once. Returns the error a tell's sender should see, if any.
+   */
+  readonly deliver: (invocation: Invocation) => MailboxFullError | undefined
+  /** The token a remote message carried, as this endpoint's token Schema reads it. */
+  readonly decodeToken: (raw: unknown) => unknown
+}
+
+/** Why a recipient cannot be reached with a gateway: the reason a connect fails with, and a sentence saying why. */
+export interface Refusal {
+  readonly reason: ConnectionFailureReason
+  readonly detail: string
+}
+
+/**
+ * Does `recipient` serve the gateway named `gateway` with this `fingerprint`? The one check of the per-gateway
+ * handshake, made for local connects and for `Connect` frames alike.
+ */
+export const checkServes = (recipient: Recipient, gateway: string, fingerprint: string): Refusal | undefined => {
+  const served = recipient.served.get(gateway)
+  if (served === undefined) {
+    return {
+      reason: "GatewayNotServed",
+      detail: `the endpoint serves ${[...recipient.served.keys()].join(", ")}, not ${gateway}`
+    }
+  }
+  if (served.fingerprint !== fingerprint) {
+    return {
+      reason: "GatewayMismatch",
+      detail: `the endpoint's ${gateway} has fingerprint ${served.fingerprint} but the caller's has ${fingerprint}: ` +
+        `the two sides were built from different Schemas`
+    }
+  }
+  return undefined
+}
+
+/** `Gateway.method`, as errors and logs name a call. */
+export const qualified = (gateway: string, method: string): string => `${gateway}.${method}`
