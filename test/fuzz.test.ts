@@ -138,7 +138,8 @@ describe("fuzz", () => {
   describe("library bugs the fuzzer found, fixed: their reproductions", () => {
     it("inherited-method-name: an Ask for FuzzGateway.constructor is answered with a typed error, the process lives", () => {
       // In a child process: the uncaught exception would otherwise take this test worker down with it.
-      const run = spawnSync(process.execPath, ["--import", "tsx", "test/fuzz/repro.ts", "inherited-method-name"], {
+      const node = ["--conditions=effect-actor-rpc-source", "--import", "tsx"]
+      const run = spawnSync(process.execPath, [...node, "test/fuzz/repro.ts", "inherited-method-name"], {
         cwd: new URL("..", import.meta.url).pathname,
         encoding: "utf8",
         timeout: 25_000

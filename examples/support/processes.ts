@@ -18,6 +18,7 @@ import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
+const sourceCondition = "--conditions=effect-actor-rpc-source"
 const startedAt = Date.now()
 
 /** Every line gets the prefix, so that continuation lines still say where they come from. */
@@ -71,8 +72,9 @@ export const spawnRole = (
 ): Effect.Effect<Role, LaunchError, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.suspend(() => {
-      // process.execPath is the Node that runs this launcher (the project's Node 22 under npm / npx).
-      const child = spawn(process.execPath, ["--import", "tsx", file, ...args], {
+      // process.execPath is the Node that runs this launcher (the project's Node 22 under npm / npx); the condition
+      // resolves the package's own name to src/ (package.json "exports") instead of the build in dist/.
+      const child = spawn(process.execPath, [sourceCondition, "--import", "tsx", file, ...args], {
         cwd: root,
         // The IPC channel lets the role notice when its launcher is gone, however it went.
         stdio: ["ignore", "pipe", "pipe", "ipc"]

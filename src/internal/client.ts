@@ -7,10 +7,10 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
 import * as Tracer from "effect/Tracer"
-import { fileURLToPath } from "node:url"
 import type { RpcConfig } from "../RpcConfig.js"
 import { RpcServiceStoppedError, RpcTimeoutError } from "../RpcError.js"
 import type * as RpcGateway from "../RpcGateway.js"
+import { type CallSite, capture as captureCallSite, format as formatCallSite } from "./callSite.js"
 import type { Deadlines, Entry } from "./deadlines.js"
 import type { Pending, Resume } from "./invocation.js"
 import type { Instruments } from "./metrics.js"
@@ -54,34 +54,7 @@ export interface Origin {
   inFlight: number
 }
 
-const sourceDir = fileURLToPath(new URL("..", import.meta.url))
-
-/** The caller's frames from a captured stack: those outside this library and Effect's runtime. */
-export const formatCallSite = (error: Error): string | undefined => {
-  const stack = error.stack
-  if (stack === undefined) return undefined
-  const frames = stack.split("\n").slice(1).map((line) => line.trim()).filter((line) =>
-    line.startsWith("at ") && !line.includes(sourceDir) && !line.includes("/node_modules/effect/") &&
-    !line.includes("(<anonymous>)")
-  )
-  return frames.length === 0 ? undefined : frames.slice(0, 8).join("\n  ")
-}
-
-/**
- * Captures the stack at the call. Only a few frames are kept: the caller's code sits right above the client
- * method, and a full trace through the Effect runtime costs more than the call itself.
- */
-const captureCallSite = (): Error => {
-  const limit = Error.stackTraceLimit
-  Error.stackTraceLimit = CALL_SITE_FRAMES
-  const error = new Error()
-  Error.stackTraceLimit = limit
-  return error
-}
-
-const CALL_SITE_FRAMES = 6
-
-const timedOut = (address: string, method: string, timeoutMillis: number, callSite: Error | undefined) => {
+const timedOut = (address: string, method: string, timeoutMillis: number, callSite: CallSite | undefined) => {
   const site = callSite === undefined ? undefined : formatCallSite(callSite)
   return Effect.fail(
     new RpcTimeoutError({ address, method, timeoutMillis, ...(site === undefined ? {} : { callSite: site }) })
@@ -137,7 +110,7 @@ export const make = <G extends RpcGateway.Any>(
     }
     const methodTimeout = method.timeout
     const latency = instruments.enabled ? instruments.method(gateway.name, name).latency : undefined
-    const ask = (payload: unknown, timeoutMillis: number, callSite: Error | undefined, span: Tracer.AnySpan | undefined) =>
+    const ask = (payload: unknown, timeoutMillis: number, callSite: CallSite | undefined, span: Tracer.AnySpan | undefined) =>
       Effect.callback<unknown, unknown>((resume) => {
         if (origin.isStopped()) {
           resume(stopped(name))
@@ -184,8 +157,8 @@ export const make = <G extends RpcGateway.Any>(
           pending?.cancel(true)
         })
       })
-    client[name] = (payload: unknown, options?: RpcGateway.CallOptions) => {
-      const callSite = config.captureAskCallSite ? captureCallSite() : undefined
+    const call = (payload: unknown, options?: RpcGateway.CallOptions) => {
+      const callSite = config.captureAskCallSite ? captureCallSite(call) : undefined
       const timeout = options?.timeout !== undefined
         ? Duration.fromInputUnsafe(options.timeout)
         : methodTimeout ?? config.askTimeout
@@ -194,6 +167,7 @@ export const make = <G extends RpcGateway.Any>(
         ? traced((span) => ask(payload, timeoutMillis, callSite, span))
         : ask(payload, timeoutMillis, callSite, undefined)
     }
+    client[name] = call
   }
   return client as RpcGateway.Client<G>
 }

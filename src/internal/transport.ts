@@ -200,7 +200,7 @@ export class Transport {
   serve(server: SocketServer.SocketServer["Service"]): Effect.Effect<void> {
     return Effect.asVoid(Effect.forkIn(
       Effect.catchCause(
-        server.run((socket) =>
+        server.run(() =>
           Effect.flatMap(Effect.serviceOption(NodeSocket.NetSocket), (raw) =>
             Option.isSome(raw) ? this.accept(raw.value) : Effect.die("the socket server gave no Node socket"))
         ),
