@@ -61,7 +61,7 @@ const program = Effect.gen(function*() {
   yield* kv.put({ key: "answer", value: "42" })
   const answer = yield* kv.get("answer", { timeout: "2 seconds" })
   const missing = yield* Effect.flip(kv.get("nope"))
-  const recovered = missing._tag === "KeyNotFound" ? missing.key : RpcErrorModule.describe(missing)
+  const recovered = missing._tag === "KeyNotFound" ? missing.key : missing.message
   const size = yield* kv.size()
   return { address: server.address, answer, recovered, size }
 })
