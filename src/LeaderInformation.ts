@@ -7,6 +7,7 @@
 import * as Equivalence_ from "effect/Equivalence"
 import { hasProperty } from "effect/Predicate"
 import * as Schema from "effect/Schema"
+import { WellFormedString } from "./internal/wellFormed.js"
 import * as LeaderToken from "./LeaderToken.js"
 
 const TypeId = "~effect-actor-rpc/LeaderInformation"
@@ -17,11 +18,13 @@ const TypeId = "~effect-actor-rpc/LeaderInformation"
  * @since 0.1.0
  */
 export class LeaderInformation extends Schema.Class<LeaderInformation>("effect-actor-rpc/LeaderInformation")({
-  address: Schema.NonEmptyString,
+  address: WellFormedString,
   token: LeaderToken.LeaderToken
 }) {
-  /** @since 0.1.0 */
-  readonly [TypeId] = TypeId
+  /** On the prototype, so that instances built by a decoder carry it too. @since 0.1.0 */
+  get [TypeId](): typeof TypeId {
+    return TypeId
+  }
 
   override toString(): string {
     return `${this.address} with ${this.token}`

@@ -13,20 +13,23 @@ import * as Equivalence_ from "effect/Equivalence"
 import * as Order_ from "effect/Order"
 import { hasProperty } from "effect/Predicate"
 import * as Schema from "effect/Schema"
+import { WellFormedString } from "./internal/wellFormed.js"
 
 const TypeId = "~effect-actor-rpc/LeaderToken"
 
 /**
- * A leadership session's token. `term` is a positive safe integer, `session` a non-empty string.
+ * A leadership session's token. `term` is a positive safe integer, `session` a non-empty, well-formed string.
  *
  * @since 0.1.0
  */
 export class LeaderToken extends Schema.Class<LeaderToken>("effect-actor-rpc/LeaderToken")({
   term: Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)),
-  session: Schema.NonEmptyString
+  session: WellFormedString
 }) {
-  /** @since 0.1.0 */
-  readonly [TypeId] = TypeId
+  /** On the prototype, so that instances built by a decoder carry it too. @since 0.1.0 */
+  get [TypeId](): typeof TypeId {
+    return TypeId
+  }
 
   /** `term 12 (session 3f0c…)`: the whole session id, so logs can be matched against the engine's data. */
   override toString(): string {

@@ -194,8 +194,10 @@ export const campaign = (
           yield* Effect.logDebug(`Ignored a stale confirmation of ${token} at ${address}`).pipe(log)
           return false
         }
-        if (address === "") return yield* Effect.fail(error("Rejected", "confirmed with an empty address"))
-        const information = LeaderInformation.make(address, token)
+        const information = yield* Effect.try({
+          try: () => LeaderInformation.make(address, token),
+          catch: () => error("Rejected", `confirmed with an invalid address ${JSON.stringify(address)}`)
+        })
         const published = yield* driverCampaign.publish(information)
         if (!published) return false
         if (!closed && isCurrent(token)) {
