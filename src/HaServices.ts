@@ -46,6 +46,11 @@ export interface Leadership {
    * (embedded). Read it again whenever it matters: it is a function, not a value.
    */
   readonly leaseDeadline: () => number
+  /**
+   * Confirms this session with the address the leader serves at: `election.confirm(token, address)` for this token,
+   * usable from inside `grant` (where the campaign's handle may not be assigned yet).
+   */
+  readonly confirm: (address: string) => Effect.Effect<boolean, LeaderElectionError>
 }
 
 /**

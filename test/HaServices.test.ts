@@ -142,15 +142,14 @@ describe("HaServices (DefaultLeaderElectionServiceTest)", () => {
       const testing = yield* HaTesting.HaTesting
       const confirmed: Array<boolean> = []
       const ha = yield* HaServices.HaServices
-      let election: HaServices.LeaderElection | undefined
       const recorder = yield* record({
         onGrant: (leadership) =>
-          election!.confirm(leadership.token, ADDRESS).pipe(
+          leadership.confirm(ADDRESS).pipe(
             Effect.flatMap((ok) => Effect.sync(() => void confirmed.push(ok))),
             Effect.orDie
           )
       })
-      election = yield* ha.campaign(C, recorder.contender)
+      yield* ha.campaign(C, recorder.contender)
       const token = yield* testing.grant(C)
       yield* recorder.nextGrant
       while (confirmed.length === 0) yield* Effect.yieldNow
@@ -263,6 +262,10 @@ describe("HaServices (DefaultLeaderElectionServiceTest)", () => {
       const closed = yield* Effect.flip(ha.campaign(C, (yield* record()).contender))
       assert.strictEqual(closed.reason, "Closed")
       assert.isTrue(HaError.isHaError(closed))
+      assert.include(closed.message, `"${C}" on testing`)
+      const noLeader = new HaError.NoLeaderError({ component: C })
+      assert.include(noLeader.message, `No confirmed leader for ${C}`)
+      assert.isTrue(HaError.isHaError(noLeader))
     })))
 
   it.effect("a confirmation with an address that is no well-formed string fails typed", () =>
@@ -357,6 +360,21 @@ describe("HaServices over the embedded driver", () => {
       const b = yield* campaign("jobmaster/job-2")
       assert.strictEqual((yield* a.recorder.nextGrant).token.term, 1)
       assert.strictEqual((yield* b.recorder.nextGrant).token.term, 1)
+    }).pipe(Effect.provide(HaServices.layerEmbedded))))
+})
+
+describe("README", () => {
+  it.effect("the HA example: the contender confirms in its grant, retrieval awaits the leader", () =>
+    quiet(Effect.gen(function*() {
+      const ha = yield* HaServices.HaServices
+      const election = yield* ha.campaign("resourcemanager", {
+        grant: (leadership) => Effect.ignore(leadership.confirm("rpc://127.0.0.1:6123/rm")),
+        revoke: ({ reason }) => Effect.log(`stepped down: ${reason}`)
+      })
+      const leader = yield* ha.retrieve("resourcemanager")
+      const { address, token } = yield* leader.await
+      assert.strictEqual(address, "rpc://127.0.0.1:6123/rm")
+      assert.isTrue(yield* election.hasLeadership(token))
     }).pipe(Effect.provide(HaServices.layerEmbedded))))
 })
 

@@ -126,7 +126,13 @@ export const campaign = (
             // A driver grants a new session only after the old one ended; should one not, the old one ends here.
             const previous = yield* endSession("Revoked")
             if (previous !== undefined) yield* unpublishLater(previous)
-            const leadership: Leadership = { component, token: event.token, leaseDeadline: event.leaseDeadline }
+            const token = event.token
+            const leadership: Leadership = {
+              component,
+              token,
+              leaseDeadline: event.leaseDeadline,
+              confirm: (address) => confirm(token, address)
+            }
             const watch = yield* FiberSet.run(fibers, watchdog(event.token, event.leaseDeadline))
             issued = { leadership, watchdog: watch }
             yield* Effect.logInfo(`Leadership granted: ${event.token}`).pipe(log)
@@ -171,22 +177,6 @@ export const campaign = (
           : deliver("error", contender.error(error))
       })
 
-    yield* FiberSet.run(fibers, Effect.forever(Effect.flatMap(Queue.take(events), handle)))
-
-    yield* Effect.addFinalizer(() =>
-      Effect.gen(function*() {
-        closed = true
-        const token = yield* endSession("Resigned")
-        if (token !== undefined) {
-          yield* driverCampaign.unpublish(token).pipe(
-            Effect.timeoutOption(RESIGN_UNPUBLISH_LIMIT),
-            Effect.catch((error) => Effect.logDebug("Could not delete the published leader on resigning", error)),
-            log
-          )
-        }
-      }).pipe(lock.withPermits(1))
-    )
-
     const confirm = (token: LeaderToken.LeaderToken, address: string) =>
       Effect.gen(function*() {
         if (closed) return yield* Effect.fail(error("Closed", "the campaign has closed"))
@@ -209,6 +199,23 @@ export const campaign = (
         yield* driverCampaign.unpublish(token).pipe(Effect.ignore)
         return false
       })
+
+    // Started last: it may deliver at once, and the contender may call `confirm` from its grant.
+    yield* FiberSet.run(fibers, Effect.forever(Effect.flatMap(Queue.take(events), handle)))
+
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        closed = true
+        const token = yield* endSession("Resigned")
+        if (token !== undefined) {
+          yield* driverCampaign.unpublish(token).pipe(
+            Effect.timeoutOption(RESIGN_UNPUBLISH_LIMIT),
+            Effect.catch((error) => Effect.logDebug("Could not delete the published leader on resigning", error)),
+            log
+          )
+        }
+      }).pipe(lock.withPermits(1))
+    )
 
     const leaderElection: LeaderElection = {
       component,
