@@ -21,8 +21,11 @@ import { tmpdir } from "node:os"
 import { dirname, join, posix, relative } from "node:path"
 import { fileURLToPath } from "node:url"
 
-/** The tarball's limit: 159 kB when it was set (build, maps and sources of 22 modules), with room to grow. */
-const MAX_TARBALL_BYTES = 200_000
+/**
+ * The tarball's limit: 159 kB when it was set (build, maps and sources of 22 modules), 232 kB once the HA modules
+ * and the etcd driver came in (29 modules); the limit leaves room for this round's command-line client and checker.
+ */
+const MAX_TARBALL_BYTES = 350_000
 /** Paths that must never be published. */
 const UNPUBLISHED = ["test/", "bench/", "examples/", "docs/", "scripts/", ".ci/"]
 

@@ -4,6 +4,18 @@
  * @since 0.1.0
  */
 
+/** Leader election and retrieval errors. @since 0.1.0 */
+export * as HaError from "./HaError.js"
+/** Leader election and retrieval: HaServices and its embedded driver. @since 0.1.0 */
+export * as HaServices from "./HaServices.js"
+/** The testing leader election driver, driven by a test. @since 0.1.0 */
+export * as HaTesting from "./HaTesting.js"
+/** What a confirmed leader publishes: address and token. @since 0.1.0 */
+export * as LeaderInformation from "./LeaderInformation.js"
+/** The engine-specific half of leader election, to implement an engine. @since 0.1.0 */
+export * as LeaderElectionDriver from "./LeaderElectionDriver.js"
+/** Ordered tokens of leadership sessions. @since 0.1.0 */
+export * as LeaderToken from "./LeaderToken.js"
 /** Endpoint addresses: `local://`, `rpc://`, `rpcs://`. @since 0.1.0 */
 export * as RpcAddress from "./RpcAddress.js"
 /** Configuration with documented defaults. @since 0.1.0 */
