@@ -14,8 +14,10 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import type * as Order from "effect/Order"
 import { hasProperty } from "effect/Predicate"
 import type * as Schema from "effect/Schema"
+import * as SchemaRepresentation from "effect/SchemaRepresentation"
 import type * as Scope from "effect/Scope"
 import type { UnionToIntersection } from "effect/Types"
 import type {
@@ -97,8 +99,27 @@ export interface MainThread<Gs extends ReadonlyArray<RpcGateway.Any>, Token = ne
   readonly self: <G extends Gs[number]>(gateway: G) => RpcGateway.Client<G>
   /** The current fencing token (`None` when unfenced or not set). */
   readonly fencingToken: Effect.Effect<Option.Option<Token>>
-  /** Replaces the fencing token; must run on the main thread. Work enqueued under the old token is dropped. */
-  readonly setFencingToken: (token: Token) => Effect.Effect<void>
+  /**
+   * Replaces the fencing token; must run on the main thread. Work enqueued under the old token is dropped. With
+   * `validUntil`, the token stops admitting messages at that time (a leader's lease deadline).
+   */
+  readonly setFencingToken: (token: Token, options?: TokenOptions | undefined) => Effect.Effect<void>
+  /** Clears the fencing token: from now on every message is rejected (`NotSet`) until a new one is set. */
+  readonly clearFencingToken: Effect.Effect<void>
+}
+
+/**
+ * Options of a fencing token being set.
+ *
+ * @since 0.2.0
+ */
+export interface TokenOptions {
+  /**
+   * When the token stops admitting messages, in milliseconds by the service's `Clock` (read at every message, so it
+   * may move forward, as a renewed lease does). A message checked at or after it fails `FencingTokenError`
+   * (`Expired`): a leader steps down by its own clock, whatever it has heard.
+   */
+  readonly validUntil?: (() => number) | undefined
 }
 
 /**
@@ -120,13 +141,16 @@ export type HandlerResult<M extends RpcGateway.Method> =
   | Later<RpcGateway.SuccessOf<M>, RpcGateway.FailureOf<M> | RpcCallError>
 
 /**
- * The handler of one method: runs on the main thread, fails with the method's failure or a call error.
+ * The handler of one method: runs on the main thread, fails with the method's failure or a call error. It returns
+ * an Effect, or a {@link later} reply directly (`(p) => RpcEndpoint.later(work(p))`).
  *
  * @since 0.1.0
  */
 export type Handler<M extends RpcGateway.Method> = (
   payload: RpcGateway.PayloadOf<M>
-) => Effect.Effect<HandlerResult<M>, RpcGateway.FailureOf<M> | RpcCallError>
+) =>
+  | Effect.Effect<HandlerResult<M>, RpcGateway.FailureOf<M> | RpcCallError>
+  | Later<RpcGateway.SuccessOf<M>, RpcGateway.FailureOf<M> | RpcCallError>
 
 /**
  * The handlers of one gateway.
@@ -173,6 +197,13 @@ export interface Fencing<Token> {
   readonly schema: Schema.Codec<Token, any>
   /** The token at start; omit it for an endpoint that gets its token later. */
   readonly initial: Option.Option<Token>
+  /**
+   * Monotonic fencing: instead of only its own current token, the endpoint admits any token not lower than the
+   * highest it has admitted, by this order, and rejects lower ones (`Stale`). For a follower that receives from
+   * successive leaders (order `LeaderToken.Order`): a deposed leader's messages are refused once its successor's
+   * have arrived.
+   */
+  readonly monotonic: Order.Order<Token> | undefined
 }
 
 /**
@@ -251,7 +282,7 @@ const capacityOf = (capacity: number | undefined): number | undefined => {
  */
 export const makeFenced = <
   const Gs extends ReadonlyArray<RpcGateway.Any>,
-  Token,
+  Token = GatewaysToken<Gs>,
   EStop = never,
   EInit = never,
   R = never
@@ -259,8 +290,11 @@ export const makeFenced = <
   options: {
     readonly id?: string | undefined
     readonly gateways: Gs
-    readonly token: Schema.Codec<Token, any>
+    /** The token's Schema; may be omitted when a gateway declares it (`RpcGateway.make(name, methods, { token })`). */
+    readonly token?: Schema.Codec<Token, any> | undefined
     readonly initialToken?: Token | undefined
+    /** Admit any token not lower than the highest admitted, by this order (see {@link Fencing.monotonic}). */
+    readonly monotonic?: Order.Order<Token> | undefined
     /** Bound the mailbox to this many queued messages (default: unbounded). */
     readonly mailboxCapacity?: number | undefined
     readonly init: (main: MainThread<Gs, Token>) => Effect.Effect<Behaviour<Gs, EStop>, EInit, R>
@@ -270,12 +304,60 @@ export const makeFenced = <
   id: options.id,
   gateways: options.gateways,
   fencing: {
-    schema: options.token,
-    initial: options.initialToken === undefined ? Option.none() : Option.some(options.initialToken)
+    schema: tokenSchemaOf(options.gateways, options.token),
+    initial: options.initialToken === undefined ? Option.none() : Option.some(options.initialToken),
+    monotonic: options.monotonic
   },
   mailboxCapacity: capacityOf(options.mailboxCapacity),
   init: options.init
 })
+
+/**
+ * The token type the gateways of a fenced endpoint declare (`unknown` when none declares one).
+ *
+ * @since 0.2.0
+ */
+export type GatewaysToken<Gs extends ReadonlyArray<RpcGateway.Any>> = UnionToIntersection<
+  { [I in keyof Gs]: RpcGateway.TokenOf<Gs[I]> }[number]
+>
+
+/**
+ * The token Schema of a fenced endpoint: the one given, else the one its gateways declare. A definition whose
+ * gateways declare another token Schema than the one given, or that has none at all, is a programming error,
+ * reported when the definition is made.
+ */
+const tokenSchemaOf = <Token>(
+  gateways: ReadonlyArray<RpcGateway.Any>,
+  given: Schema.Codec<Token, any> | undefined
+): Schema.Codec<Token, any> => {
+  const declared = gateways.filter((gateway) => gateway.token !== undefined)
+  const schema = given ?? declared[0]?.token
+  if (schema === undefined) {
+    throw new TypeError(
+      `RpcEndpoint.makeFenced needs the token's Schema: pass \`token\`, or serve a gateway declared with one ` +
+        `(RpcGateway.make(name, methods, { token })); it serves ${gateways.map((g) => g.name).join(", ")}`
+    )
+  }
+  for (const gateway of declared) {
+    if (gateway.token !== schema && !sameSchema(gateway.token!, schema)) {
+      throw new TypeError(
+        `RpcEndpoint.makeFenced: gateway ${gateway.name} declares another token Schema than the endpoint's; ` +
+          `an endpoint has one token, so every fenced gateway it serves must declare the same one`
+      )
+    }
+  }
+  return schema
+}
+
+const sameSchema = (a: Schema.Top, b: Schema.Top): boolean => {
+  try {
+    const json = (schema: Schema.Top) =>
+      JSON.stringify(SchemaRepresentation.toJson(SchemaRepresentation.toRepresentation(schema.ast)))
+    return json(a) === json(b)
+  } catch {
+    return false
+  }
+}
 
 /**
  * Starts the endpoint on the RpcService in scope, waits for its `onStart`, and terminates it (awaiting `onStop`)

@@ -119,7 +119,12 @@ export class RpcTimeoutError extends Schema.TaggedError<RpcTimeoutError>()("RpcT
 export class FencingTokenError extends Schema.TaggedError<FencingTokenError>()("FencingTokenError", {
   address: Schema.String,
   method: Schema.String,
-  reason: Schema.Literals(["NotSet", "Missing", "Mismatch"]),
+  /**
+   * `NotSet`: the endpoint has no token; `Missing`: the message carried none; `Mismatch`: it carried another one;
+   * `Expired`: the endpoint's token outlived the deadline it was set with (a leader past its lease); `Stale`: a
+   * monotonic endpoint has already accepted a newer token.
+   */
+  reason: Schema.Literals(["NotSet", "Missing", "Mismatch", "Expired", "Stale"]),
   expected: Schema.optional(Schema.String),
   received: Schema.optional(Schema.String)
 }) {
@@ -128,6 +133,14 @@ export class FencingTokenError extends Schema.TaggedError<FencingTokenError>()("
 
   override get message(): string {
     switch (this.reason) {
+      case "Expired":
+        return `Fencing token expired: ${where(this.address, this.method)} ignored a message with token ` +
+          `${this.received ?? "<none>"} because its own token ${this.expected ?? "<not set>"} is past the deadline ` +
+          `it was set with (its leadership lease ended). Look up the current leader and reconnect.`
+      case "Stale":
+        return `Stale fencing token: ${where(this.address, this.method)} ignored a message with token ` +
+          `${this.received ?? "<none>"} because it has already accepted the newer token ${this.expected ?? "<none>"}. ` +
+          `The sender is a former leader; it should step down.`
       case "NotSet":
         return `Fencing token not set: ${where(this.address, this.method)} ignored a message carrying token ` +
           `${this.received ?? "<none>"} because the endpoint has no fencing token yet. ` +
@@ -144,7 +157,10 @@ export class FencingTokenError extends Schema.TaggedError<FencingTokenError>()("
 }
 
 /**
- * Why a connection to an address could not be established.
+ * Why a connection to an address could not be established: a malformed address, an unknown service or endpoint,
+ * an endpoint that does not serve the gateway (or serves another version of it), another protocol version, a host
+ * that does not resolve, a refused or unreachable port, an untrusted TLS peer, a token given to an unfenced endpoint
+ * (`NotFenced`) or one its token Schema rejects (`InvalidToken`), or a connect that exceeded its timeout.
  *
  * @since 0.1.0
  */
@@ -158,7 +174,10 @@ export const ConnectionFailureReason = Schema.Literals([
   "UnknownHost",
   "Refused",
   "Unreachable",
-  "Untrusted"
+  "Untrusted",
+  "NotFenced",
+  "InvalidToken",
+  "Timeout"
 ])
 
 /**
@@ -223,6 +242,46 @@ export class EndpointIdInUseError extends Schema.TaggedError<EndpointIdInUseErro
   override get message(): string {
     return `Endpoint id "${this.endpointId}" is already in use on RpcService ${this.service}. ` +
       `Pick another id, omit it to get a generated one, or wait for the old endpoint's termination.`
+  }
+}
+
+/**
+ * An in-process RpcService with this name is already running: `local://name/...` addresses name one service.
+ *
+ * @since 0.2.0
+ */
+export class ServiceNameInUseError extends Schema.TaggedError<ServiceNameInUseError>()("ServiceNameInUseError", {
+  service: Schema.String
+}) {
+  /** @since 0.2.0 */
+  readonly [TypeId] = TypeId
+
+  override get message(): string {
+    return `An RpcService named "${this.service}" is already running in this process. Choose another name, omit ` +
+      `it to get a generated one, or shut the other service down first.`
+  }
+}
+
+/**
+ * An RpcService shut down, but some of its endpoints' terminations failed (an `onStop` failed, or an `onStart`
+ * had): every endpoint has terminated nonetheless, and each failure is listed with its endpoint.
+ *
+ * @since 0.2.0
+ */
+export class RpcServiceShutdownError extends Schema.TaggedError<RpcServiceShutdownError>()(
+  "RpcServiceShutdownError",
+  {
+    service: Schema.String,
+    failures: Schema.Array(Schema.Struct({ endpointId: Schema.String, address: Schema.String, cause: Schema.Defect() }))
+  }
+) {
+  /** @since 0.2.0 */
+  readonly [TypeId] = TypeId
+
+  override get message(): string {
+    const listed = this.failures.map((failure) => `${failure.endpointId} (${failure.address}): ${describe(failure.cause)}`)
+    return `RpcService ${this.service} shut down, but ${this.failures.length} endpoint(s) failed to terminate ` +
+      `cleanly: ${listed.join("; ")}. Every endpoint has terminated; fix the failing onStop (or onStart).`
   }
 }
 
@@ -380,6 +439,8 @@ export type RpcError =
   | RpcConnectionError
   | RpcBindError
   | EndpointIdInUseError
+  | ServiceNameInUseError
+  | RpcServiceShutdownError
   | EndpointStartError
   | MainThreadViolationError
 

@@ -96,11 +96,19 @@ export type Methods = Readonly<Record<string, Method>>
  *
  * @since 0.1.0
  */
-export interface RpcGateway<Name extends string = string, M extends Methods = Methods> {
+export interface RpcGateway<Name extends string = string, M extends Methods = Methods, Token = unknown> {
   readonly [TypeId]: typeof TypeId
   readonly name: Name
   readonly methods: M
-  /** A hash of the method names, kinds and Schemas: two sides with different fingerprints have drifted apart. */
+  /**
+   * The Schema of the fencing token of the endpoints that serve it, when the gateway declares that it is fenced:
+   * `connectFenced` then takes a token of this type and checks it at connect.
+   */
+  readonly token: Schema.Codec<Token, any> | undefined
+  /**
+   * A hash of the method names, kinds and Schemas (and of the token Schema): two sides with different fingerprints
+   * have drifted apart.
+   */
   readonly fingerprint: string
 }
 
@@ -109,21 +117,46 @@ export interface RpcGateway<Name extends string = string, M extends Methods = Me
  *
  * @since 0.1.0
  */
-export type Any = RpcGateway<string, any>
+export type Any = RpcGateway<string, any, any>
 
 /**
- * Defines a gateway from its name (unique among the gateways an endpoint serves) and its methods.
+ * The fencing token a gateway's calls carry: its declared token's type, or `unknown` for a gateway that declares
+ * none (any token, checked by the endpoint at connect).
  *
  * @since 0.1.0
  */
-export const make = <const Name extends string, const M extends Methods>(name: Name, methods: M): RpcGateway<Name, M> => {
+export type TokenOf<G extends Any> = G extends RpcGateway<string, any, infer Token> ? Token : never
+
+/**
+ * Options of a gateway definition.
+ *
+ * @since 0.1.0
+ */
+export interface Options<Token> {
+  /** Declares the gateway fenced, with the Schema of its endpoints' fencing token. */
+  readonly token?: Schema.Codec<Token, any> | undefined
+}
+
+/**
+ * Defines a gateway from its name (unique among the gateways an endpoint serves) and its methods; pass
+ * `{ token: Schema }` for the protocol of a fenced endpoint, so that clients are type-checked against its token.
+ *
+ * @since 0.1.0
+ */
+export const make = <const Name extends string, const M extends Methods, Token = unknown>(
+  name: Name,
+  methods: M,
+  options?: Options<Token> | undefined
+): RpcGateway<Name, M, Token> => {
   let fingerprint: string | undefined
+  const token = options?.token
   return {
     [TypeId]: TypeId,
     name,
     methods,
+    token,
     get fingerprint() {
-      return fingerprint ??= computeFingerprint(name, methods)
+      return fingerprint ??= computeFingerprint(name, methods, token)
     }
   }
 }
@@ -143,8 +176,9 @@ const describeAst = (ast: SchemaAST.AST): string => {
   }
 }
 
-const computeFingerprint = (name: string, methods: Methods): string => {
-  const parts = [name]
+const computeFingerprint = (name: string, methods: Methods, token: AnySchema | undefined): string => {
+  // A gateway without a declared token keeps the fingerprint it had before tokens could be declared.
+  const parts = token === undefined ? [name] : [name, "\u0001token", describeAst(token.ast)]
   for (const key of Object.keys(methods).sort()) {
     const method = methods[key]!
     parts.push(
@@ -227,12 +261,12 @@ export const layerClient = <I, G extends Any>(
   tag: Context.Key<I, Client<G>>,
   gateway: G,
   address: string,
-  options?: { readonly token?: unknown } | undefined
+  options?: { readonly token?: TokenOf<G> } | undefined
 ): Layer.Layer<I, RpcConnectionError | RpcServiceStoppedError, RpcService> =>
   Layer.effect(tag)(
     RpcService.use((service) =>
       options !== undefined && "token" in options
-        ? service.connectFenced(address, options.token, gateway)
+        ? service.connectFenced(address, options.token as TokenOf<G>, gateway)
         : service.connect(address, gateway)
     )
   )

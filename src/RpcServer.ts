@@ -6,7 +6,8 @@
  */
 import type * as Effect from "effect/Effect"
 import type * as Option from "effect/Option"
-import type { EndpointStartError } from "./RpcError.js"
+import type * as RpcEndpoint from "./RpcEndpoint.js"
+import type { EndpointStartError, RecipientUnreachableError } from "./RpcError.js"
 import type * as RpcGateway from "./RpcGateway.js"
 
 /**
@@ -38,6 +39,18 @@ export interface RpcServer<Gs extends ReadonlyArray<RpcGateway.Any> = ReadonlyAr
   readonly isTerminated: Effect.Effect<boolean>
   /** The current fencing token (`None` for unfenced endpoints or while unset). */
   readonly fencingToken: Effect.Effect<Option.Option<Token>>
+  /**
+   * Sets the fencing token on the endpoint's main thread, in mailbox order, and completes once it is in force (a
+   * granted leadership: set the token, then publish the endpoint). Work queued under the old token is dropped.
+   * With `validUntil` the token stops admitting messages at that time. Fails `RecipientUnreachableError` once the
+   * endpoint has terminated.
+   */
+  setFencingToken(token: Token, options?: RpcEndpoint.TokenOptions | undefined): Effect.Effect<void, RecipientUnreachableError>
+  /**
+   * Clears the fencing token *at once*, not in mailbox order: the next message the endpoint checks is rejected
+   * (`NotSet`), even one queued before (a revoked leadership: a deposed leader must stop before its successor starts).
+   */
+  readonly clearFencingToken: Effect.Effect<void>
 }
 
 /**

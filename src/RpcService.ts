@@ -7,14 +7,14 @@
  */
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import * as Result from "effect/Result"
 import * as Service from "./internal/service.js"
 import * as Tls from "./internal/tls.js"
 import * as Transport from "./internal/transport.js"
 import { RpcConfig } from "./RpcConfig.js"
 import { RpcService, type RpcServiceShape } from "./internal/serviceTag.js"
-import { RpcBindError } from "./RpcError.js"
+import { RpcBindError, type ServiceNameInUseError } from "./RpcError.js"
 
 export {
   /**
@@ -26,6 +26,12 @@ export {
 } from "./internal/serviceTag.js"
 
 export type {
+  /**
+   * Options of a connect.
+   *
+   * @since 0.2.0
+   */
+  ConnectOptions,
   /**
    * One connection in a {@link Snapshot}.
    *
@@ -44,6 +50,12 @@ export type {
    * @since 0.1.0
    */
   RpcServiceShape,
+  /**
+   * A run scheduled with `scheduleRunnable`.
+   *
+   * @since 0.2.0
+   */
+  ScheduledTask,
   /**
    * A point-in-time view of an RpcService, for dashboards, health checks and leak tests.
    *
@@ -67,27 +79,14 @@ export interface LocalOptions {
  *
  * @since 0.1.0
  */
-export const makeLocal = (options?: LocalOptions | undefined): Effect.Effect<RpcServiceShape, never, Scope.Scope> =>
+export const makeLocal = (
+  options?: LocalOptions | undefined
+): Effect.Effect<RpcServiceShape, ServiceNameInUseError, Scope.Scope> =>
   Effect.map(makeService(options), (service) => RpcService.of(service))
 
 const makeService = (options: LocalOptions | undefined) =>
   Effect.gen(function*() {
-    const config = yield* RpcConfig
-    const service = new Service.LocalService(
-      options?.name ?? Service.freshName(),
-      config,
-      yield* Effect.context<never>()
-    )
-    yield* Effect.addFinalizer(() =>
-      service.shutdown.pipe(
-        Effect.catchCause((cause) =>
-          Effect.logWarning("RpcService shut down with a failing endpoint", cause).pipe(
-            Effect.annotateLogs({ service: service.name })
-          )
-        )
-      )
-    )
-    return service
+    return yield* Service.make(options?.name, yield* RpcConfig)
   })
 
 /**
@@ -95,7 +94,7 @@ const makeService = (options: LocalOptions | undefined) =>
  *
  * @since 0.1.0
  */
-export const layerLocal = (options?: LocalOptions | undefined): Layer.Layer<RpcService> =>
+export const layerLocal = (options?: LocalOptions | undefined): Layer.Layer<RpcService, ServiceNameInUseError> =>
   Layer.effect(RpcService)(makeLocal(options))
 
 /**
@@ -158,7 +157,8 @@ const makeRemote = (options: TlsOptions | undefined, tls: boolean) =>
       }
     }
     const service = yield* makeService(options)
-    const transport = yield* Transport.make(
+    // In the service's scope: its connections close after its endpoints have stopped, not before.
+    const transport = yield* Scope.provide(service.scope)(Transport.make(
       {
         serviceName: service.name,
         config,
@@ -169,7 +169,7 @@ const makeRemote = (options: TlsOptions | undefined, tls: boolean) =>
       },
       listen,
       settings
-    )
+    ))
     service.attach(transport)
     return RpcService.of(service)
   })
@@ -179,7 +179,9 @@ const makeRemote = (options: TlsOptions | undefined, tls: boolean) =>
  *
  * @since 0.1.0
  */
-export const makeTcp = (options?: TcpOptions | undefined): Effect.Effect<RpcServiceShape, RpcBindError, Scope.Scope> =>
+export const makeTcp = (
+  options?: TcpOptions | undefined
+): Effect.Effect<RpcServiceShape, RpcBindError | ServiceNameInUseError, Scope.Scope> =>
   makeRemote(options, false)
 
 /**
@@ -187,7 +189,9 @@ export const makeTcp = (options?: TcpOptions | undefined): Effect.Effect<RpcServ
  *
  * @since 0.1.0
  */
-export const makeTls = (options?: TlsOptions | undefined): Effect.Effect<RpcServiceShape, RpcBindError, Scope.Scope> =>
+export const makeTls = (
+  options?: TlsOptions | undefined
+): Effect.Effect<RpcServiceShape, RpcBindError | ServiceNameInUseError, Scope.Scope> =>
   makeRemote(options, true)
 
 /**
@@ -195,7 +199,7 @@ export const makeTls = (options?: TlsOptions | undefined): Effect.Effect<RpcServ
  *
  * @since 0.1.0
  */
-export const layerTcp = (options?: TcpOptions | undefined): Layer.Layer<RpcService, RpcBindError> =>
+export const layerTcp = (options?: TcpOptions | undefined): Layer.Layer<RpcService, RpcBindError | ServiceNameInUseError> =>
   Layer.effect(RpcService)(makeTcp(options))
 
 /**
@@ -203,5 +207,5 @@ export const layerTcp = (options?: TcpOptions | undefined): Layer.Layer<RpcServi
  *
  * @since 0.1.0
  */
-export const layerTls = (options?: TlsOptions | undefined): Layer.Layer<RpcService, RpcBindError> =>
+export const layerTls = (options?: TlsOptions | undefined): Layer.Layer<RpcService, RpcBindError | ServiceNameInUseError> =>
   Layer.effect(RpcService)(makeTls(options))

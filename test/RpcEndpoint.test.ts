@@ -20,6 +20,7 @@ import {
   type ProbeMain,
   settle
 } from "./fixtures/common.js"
+import { collectLogs, makeLogLines } from "./fixtures/raw.js"
 
 const flip = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.flip(effect)
 
@@ -792,6 +793,64 @@ describe("RpcEndpoint", () => {
         yield* server.terminate
         const error = yield* Fiber.join(fiber)
         assert.instanceOf(error, RpcError.RecipientUnreachableError)
+      }).pipe(withService()))
+  })
+
+  describe("handler results", () => {
+    const Work = RpcGateway.make("Work", {
+      direct: RpcGateway.ask({ payload: Schema.Number, success: Schema.Number }),
+      broken: RpcGateway.ask({ success: Schema.Number, timeout: "30 seconds" })
+    })
+
+    it.effect("a handler may return RpcEndpoint.later(effect) itself: it runs off the main thread and is the reply", () =>
+      Effect.gen(function*() {
+        const svc = yield* service
+        const release = yield* Deferred.make<void>()
+        const server = yield* RpcEndpoint.scoped(RpcEndpoint.make({
+          gateways: [Work],
+          init: () =>
+            Effect.succeed({
+              handlers: {
+                direct: (n: number) => RpcEndpoint.later(Effect.as(Deferred.await(release), n * 2)),
+                broken: () => Effect.succeed(0)
+              }
+            })
+        }))
+        const client = yield* svc.connect(server.address, Work)
+        const first = yield* Effect.forkChild(client.direct(21))
+        // The main thread is free while the first reply waits: a second call is served meanwhile.
+        const second = yield* Effect.forkChild(client.direct(1))
+        yield* settle
+        assert.isUndefined(second.pollUnsafe(), "both wait on the same release")
+        yield* Deferred.succeed(release, undefined)
+        assert.strictEqual(yield* Fiber.join(first), 42)
+        assert.strictEqual(yield* Fiber.join(second), 2)
+      }).pipe(withService()))
+
+    it.effect("a handler that returns something other than an Effect fails the call with RemoteDefectError at once, and is logged", () =>
+      Effect.gen(function*() {
+        const logs = makeLogLines()
+        const svc = yield* service
+        const server = yield* RpcEndpoint.scoped(RpcEndpoint.make({
+          gateways: [Work],
+          init: () =>
+            Effect.succeed({
+              handlers: {
+                direct: (n: number) => Effect.succeed(n),
+                // What the types forbid, as a JavaScript caller or a cast would do it.
+                broken: (() => 42) as unknown as () => Effect.Effect<number>
+              }
+            })
+        })).pipe(collectLogs(logs))
+        const client = yield* svc.connect(server.address, Work)
+        const error = yield* Effect.flip(client.broken())
+        assert.instanceOf(error, RpcError.RemoteDefectError)
+        assert.include(error.message, "not an Effect")
+        assert.include(error.message, "Work.broken")
+        // The reply reaches the caller before the main thread logs the defect.
+        yield* settle
+        assert.strictEqual(logs.count("Handler of Work.broken died"), 1)
+        assert.strictEqual(yield* client.direct(5), 5, "the endpoint keeps serving")
       }).pipe(withService()))
   })
 

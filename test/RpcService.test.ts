@@ -58,11 +58,16 @@ describe("RpcService", () => {
         for (let i = 0; i < 4; i++) yield* Deferred.succeed(releases[i]!, undefined)
         yield* Deferred.fail(releases[4]!, new TestFailure({ reason: "onStop exception occurred.", code: 5 }))
         const error = yield* Fiber.join(shutdown)
-        assert.instanceOf(error, TestFailure)
+        // Typed: the failure lists the one endpoint whose onStop failed, with its own error as the cause.
+        assert.instanceOf(error, RpcError.RpcServiceShutdownError)
+        assert.strictEqual(error.failures.length, 1)
+        assert.strictEqual(error.failures[0]!.endpointId, servers[4]!.endpointId)
+        assert.instanceOf(error.failures[0]!.cause, TestFailure)
+        assert.include(error.message, "onStop exception occurred.")
         assert.isTrue(yield* svc.isStopped)
         for (const server of servers) assert.isTrue(yield* server.isTerminated)
         // Idempotent: a second shutdown reports the same outcome without stopping anything again.
-        assert.instanceOf(yield* Effect.flip(svc.shutdown), TestFailure)
+        assert.strictEqual(yield* Effect.flip(svc.shutdown), error)
       }).pipe(withService()))
 
     it.effect("failsRpcResultImmediatelyIfEndpointIsStopped: a connected client fails fast after termination", () =>

@@ -140,6 +140,59 @@ describe("remote transport", () => {
         assert.strictEqual(yield* self.echo(value), value)
       }))
 
+    it.live("a value whose Schema has no wire codec (a Schema.declare without one): a typed error at once, whichever way it goes; local calls pass it by reference", () =>
+      Effect.gen(function*() {
+        const { client, server } = yield* tcpPair({ askTimeout: Duration.seconds(30) })
+        /** A handle to something in memory: meaningful in-process only, like Flink's non-serializable arguments. */
+        class Handle {
+          constructor(readonly id: number) {}
+        }
+        const HandleSchema = Schema.declare((u): u is Handle => u instanceof Handle)
+        class HandleFailure extends Schema.TaggedError<HandleFailure>()("HandleFailure", { handle: HandleSchema }) {}
+        const Handles = RpcGateway.make("Handles", {
+          give: RpcGateway.ask({ payload: HandleSchema, success: Schema.Number }),
+          take: RpcGateway.ask({ success: HandleSchema }),
+          refuse: RpcGateway.ask({ failure: HandleFailure })
+        })
+        const endpoint = yield* startOn(
+          server,
+          RpcEndpoint.make({
+            id: "handles",
+            gateways: [Handles],
+            init: () =>
+              Effect.succeed({
+                handlers: {
+                  give: (handle: Handle) => Effect.succeed(handle.id),
+                  take: () => Effect.succeed(new Handle(7)),
+                  refuse: () => Effect.fail(new HandleFailure({ handle: new Handle(8) }))
+                }
+              })
+          })
+        )
+        const remote = yield* client.connect(endpoint.address, Handles)
+        const started = Date.now()
+        // A payload: the caller's own typed error, catchable, and nothing sent.
+        const given = yield* remote.give(new Handle(1)).pipe(
+          Effect.catchTag("RpcSerializationError", (error) => Effect.succeed(error))
+        )
+        assert.instanceOf(given, RpcError.RpcSerializationError)
+        assert.deepStrictEqual([given.direction, given.operation], ["request", "encode"])
+        assert.include(given.message, "cannot cross the wire")
+        // A reply: the endpoint answers with the typed error instead of dropping the reply.
+        const taken = yield* Effect.flip(remote.take())
+        assert.instanceOf(taken, RpcError.RpcSerializationError)
+        assert.deepStrictEqual([(taken as RpcError.RpcSerializationError).direction, (taken as RpcError.RpcSerializationError).operation], ["response", "encode"])
+        // A typed failure its Schema cannot carry: a RemoteDefectError naming it.
+        const refused = yield* Effect.flip(remote.refuse())
+        assert.instanceOf(refused, RpcError.RemoteDefectError)
+        assert.include(refused.message, "HandleFailure")
+        assert.isBelow(Date.now() - started, 5_000, "at once, not after the 30 s ask timeout")
+        // In-process the same gateway passes the values by reference.
+        const local = yield* server.connect(endpoint.address, Handles)
+        assert.strictEqual(yield* local.give(new Handle(3)), 3)
+        assert.strictEqual((yield* local.take()).id, 7)
+      }))
+
     it.live("a request the endpoint's Schema rejects never reaches the handler: RpcSerializationError (request, decode)", () =>
       Effect.gen(function*() {
         const { client, server } = yield* tcpPair()
@@ -352,6 +405,11 @@ describe("remote transport", () => {
         }))
         const error = yield* Effect.flip(Fiber.join(first.pending))
         assert.instanceOf(error, RpcError.RecipientUnreachableError)
+        // The server stops its endpoints first (the pending ask fails with their termination), then closes its
+        // connections: a call made before the client has read that Close would still take the old connection.
+        for (let i = 0; i < 200 && (yield* client.introspect).connections.some((c) => c.state !== "closed"); i++) {
+          yield* Effect.sleep("10 millis")
+        }
         const server = yield* RpcService.makeTcp({ port })
         yield* startOn(server, probe({ id: "probe" }))
         assert.strictEqual(yield* first.gateway.ping(), "pong")

@@ -5,6 +5,7 @@
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import { NodeInspectSymbol } from "effect/Inspectable"
 import type * as Fiber from "effect/Fiber"
 import * as Tracer from "effect/Tracer"
 import type { RpcConfig } from "../RpcConfig.js"
@@ -71,6 +72,22 @@ const spanAttributes = (qualified: string, address: string) => ({
 const callerSpan = (fiber: Fiber.Fiber<unknown, unknown>): Tracer.AnySpan | undefined =>
   Context.getOrUndefined(fiber.context, Tracer.ParentSpan)
 
+/**
+ * What every client prints as: its gateway and address, not the gateway's Schemas and the service behind it. A
+ * gateway method of the same name (say `toString`) is an own property and comes first.
+ */
+const ClientProto = {
+  toJSON(this: RpcGateway.Client<RpcGateway.Any>): unknown {
+    return { _id: "RpcGateway.Client", gateway: this.gateway.name, address: this.address }
+  },
+  toString(this: RpcGateway.Client<RpcGateway.Any>): string {
+    return `RpcGateway.Client(${this.gateway.name} at ${this.address})`
+  },
+  [NodeInspectSymbol](this: { toJSON(): unknown }): unknown {
+    return this.toJSON()
+  }
+}
+
 /** Makes a client of `gateway` over `port`; `token` yields the fencing token each call carries. */
 export const make = <G extends RpcGateway.Any>(
   gateway: G,
@@ -78,7 +95,9 @@ export const make = <G extends RpcGateway.Any>(
   origin: Origin,
   token: () => unknown
 ): RpcGateway.Client<G> => {
-  const client: Record<string, unknown> = { address: port.address, gateway }
+  const client: Record<string, unknown> = Object.create(ClientProto)
+  client.address = port.address
+  client.gateway = gateway
   const { config, instruments } = origin
   const stopped = (method: string) =>
     Effect.fail(new RpcServiceStoppedError({ service: origin.name, operation: `call ${gateway.name}.${method}` }))

@@ -21,38 +21,24 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
-import * as Tracer from "effect/Tracer"
 import type { Duplex } from "node:stream"
-import * as RpcAddress from "../RpcAddress.js"
 import type { RpcConfig } from "../RpcConfig.js"
 import {
   ConnectionFailureReason,
   type FrameTooLargeError,
-  MailboxFullError,
   RecipientUnreachableError,
-  RemoteDefectError,
-  type RpcCallError,
   RpcConnectionError,
-  RpcSerializationError
+  type RpcSerializationError
 } from "../RpcError.js"
 import type * as RpcGateway from "../RpcGateway.js"
 import * as Codec from "./codec.js"
-import { BACKLOG_BYTES, ReceiveWindow } from "./flow.js"
 import { describe } from "./format.js"
 import * as Frame from "./frame.js"
 import * as Heartbeat from "./heartbeat.js"
-import {
-  checkServes,
-  Invocation,
-  NoToken,
-  type Pending,
-  qualified,
-  type Recipient,
-  type Refusal,
-  type Resume
-} from "./invocation.js"
+import { NoToken, type Pending, qualified, type Recipient, type Refusal, type Resume } from "./invocation.js"
 import type { Instruments } from "./metrics.js"
 import { Outbox } from "./outbox.js"
+import { Serving, type ServingConnection } from "./serving.js"
 import type { ConnectionSnapshot } from "./serviceTag.js"
 import * as Wire from "./wire.js"
 
@@ -102,13 +88,11 @@ interface PendingConnect {
 
 type State = "opening" | "open" | "closed"
 
-type RequestMessage = Extract<Wire.Message, { _tag: "Connect" | "Ask" | "Tell" }>
-
 const unreachable = (address: string, method: string, reason: string) =>
   Exit.fail(new RecipientUnreachableError({ address, method, reason }))
 
 /** A connection, from the moment it is dialled or accepted until it closes. */
-export class Connection implements Heartbeat.Watched {
+export class Connection implements Heartbeat.Watched, ServingConnection {
   state: State = "opening"
   /** What the peer told about itself in its hello. */
   peer: { readonly incarnation: string; readonly service: string; readonly maximumFrameSize: number } | undefined
@@ -116,14 +100,10 @@ export class Connection implements Heartbeat.Watched {
   closedBecause: OpenFailure | undefined
   private nextId = 1
   private readonly pending = new Map<number, PendingAsk | PendingConnect>()
-  /** Asks received on this connection and not yet answered, by the peer's request id: what a Cancel names. */
-  private readonly serving = new Map<number, Invocation>()
   private clock: Clock.Clock | undefined
-  private readonly outbox: Outbox
-  /** The peer's requests that wait while much is queued to it (flow control, ./flow.ts). */
-  private readonly inbound: ReceiveWindow
-  /** A heartbeat request arrived while the backlog was large: it is answered once the backlog is small again. */
-  private heartbeatOwed = false
+  readonly outbox: Outbox
+  /** The calls this connection serves for its peer (./serving.ts). */
+  private readonly serving: Serving
   /**
    * When the peer last answered something this side sent (a heartbeat, an ask, a connect). Bytes that merely
    * arrive do not count: in a one-way partition the peer's own traffic still arrives while nothing of this
@@ -147,8 +127,8 @@ export class Connection implements Heartbeat.Watched {
   ) {
     // Until the peer's hello, nobody knows who it is: it may send no more than a hello needs.
     this.decoder = new Frame.FrameDecoder(Math.min(HELLO_LIMIT, owner.config.maximumFrameSize))
-    this.inbound = new ReceiveWindow(Wire.windowFor(owner.config.maximumFrameSize))
-    this.outbox = new Outbox(owner.instruments, this.caughtUp)
+    this.serving = new Serving(this)
+    this.outbox = new Outbox(owner.instruments, this.serving.caughtUp)
     if (direction === "outbound") this.sendHello()
   }
 
@@ -177,14 +157,14 @@ export class Connection implements Heartbeat.Watched {
     if (interrupted && this.state !== "closed") this.outbox.push(Wire.cancel(id))
   }
 
-  private get limit(): number {
+  readonly limit = (): number => {
     const own = this.owner.config.maximumFrameSize
     return this.peer === undefined ? own : Math.min(own, this.peer.maximumFrameSize)
   }
 
   private sendHello(): void {
     const { authority, config, incarnation, serviceName } = this.owner
-    this.outbox.push(Wire.hello(incarnation, serviceName, authority, config.maximumFrameSize, this.inbound.window))
+    this.outbox.push(Wire.hello(incarnation, serviceName, authority, config.maximumFrameSize, this.serving.window.window))
   }
 
   private takeId(): number {
@@ -203,7 +183,12 @@ export class Connection implements Heartbeat.Watched {
   // ---------------------------------------------------------------------------------------------------------------
 
   /** The per-gateway handshake: does the peer's endpoint serve this gateway, built from the same Schemas? */
-  handshake(address: string, endpointId: string, gateway: RpcGateway.Any): Effect.Effect<void, RpcConnectionError> {
+  handshake(
+    address: string,
+    endpointId: string,
+    gateway: RpcGateway.Any,
+    token: unknown
+  ): Effect.Effect<void, RpcConnectionError> {
     const fail = (failure: OpenFailure) =>
       Effect.fail(new RpcConnectionError({ address, gateway: gateway.name, ...failure }))
     return Deferred.await(this.opened).pipe(
@@ -218,14 +203,15 @@ export class Connection implements Heartbeat.Watched {
           _tag: "Connect",
           resume: (failure) => resume(failure === undefined ? Effect.void : fail(failure))
         })
-        this.outbox.request(Wire.connect(id, endpointId, gateway.name, gateway.fingerprint), id)
+        const fenced = token === NoToken ? undefined : { value: token }
+        this.outbox.request(Wire.connect(id, endpointId, gateway.name, gateway.fingerprint, fenced), id)
         return Effect.sync(() => this.forget(id, false))
       }))
     )
   }
 
   private encodeCall(call: Codec.OutboundCall, tell: boolean, id: number) {
-    const frame = Codec.encodeCall(call, tell, id, this.limit)
+    const frame = Codec.encodeCall(call, tell, id, this.limit())
     if (Result.isFailure(frame) && frame.failure._tag === "FrameTooLargeError") this.owner.instruments.reject("oversized")
     return frame
   }
@@ -286,7 +272,7 @@ export class Connection implements Heartbeat.Watched {
       case "Connect":
       case "Ask":
       case "Tell":
-        return this.onRequest(message, body)
+        return this.serving.request(message, body)
       case "Connected": {
         this.heard()
         const pending = this.pending.get(message.id)
@@ -300,18 +286,15 @@ export class Connection implements Heartbeat.Watched {
       case "Reply":
         return this.onReply(message)
       case "Heartbeat":
-        if (!message.reply) {
-          // Answers to a peer that does not read must not pile up either: one owed answer stands for any number.
-          if (this.outbox.backlog < BACKLOG_BYTES) this.outbox.push(Wire.heartbeatReply)
-          else this.heartbeatOwed = true
-        } else if (this.heartbeatsUnanswered > 0) {
+        if (!message.reply) this.serving.heartbeat()
+        else if (this.heartbeatsUnanswered > 0) {
           // Replies nobody asked for are no sign of life: a peer that never reads could send them blind.
           this.heartbeatsUnanswered = 0
           this.heard()
         }
         return
       case "Cancel":
-        this.serving.get(message.id)?.cancel(true)
+        this.serving.cancel(message.id)
         return
       case "Credit": {
         const wrong = this.outbox.credit(message.bytes)
@@ -346,148 +329,6 @@ export class Connection implements Heartbeat.Watched {
     this.outbox.setPeerWindow(hello.receiveWindow)
   }
 
-  /**
-   * A request from the peer: handed over at once, unless much is queued to the peer or earlier requests wait;
-   * then it waits too, within the window this side announced (./flow.ts).
-   */
-  private onRequest(message: RequestMessage, body: Uint8Array): void {
-    const admission = this.inbound.admit(body, this.outbox.backlog >= BACKLOG_BYTES)
-    if (admission === "now") return this.handOver(message, body.length)
-    if (admission !== "later") this.protocolError(admission.violation)
-  }
-
-  /** Hands a request to its endpoint (or answers a Connect), and credits it back to the peer in batches. */
-  private handOver(message: RequestMessage, bodyBytes: number): void {
-    if (message._tag === "Connect") this.onConnect(message)
-    else this.onCall(message)
-    const credit = this.inbound.handedOver(bodyBytes)
-    if (credit > 0 && this.state !== "closed") this.outbox.push(Wire.credit(credit))
-  }
-
-  /** The outbox wrote and the socket has room: answer an owed heartbeat, then hand over waiting requests. */
-  private readonly caughtUp = (): void => {
-    if (!this.inbound.hasWaiting && !this.heartbeatOwed) return
-    if (this.state === "closed" || this.outbox.backlog >= BACKLOG_BYTES) return
-    if (this.heartbeatOwed) {
-      this.heartbeatOwed = false
-      this.outbox.push(Wire.heartbeatReply)
-    }
-    while (this.inbound.hasWaiting && this.outbox.backlog < BACKLOG_BYTES && (this.state as State) !== "closed") {
-      const body = this.inbound.next()!
-      // It decoded as a request when it arrived; the copy decodes the same.
-      this.handOver(Wire.decode(body) as RequestMessage, body.length)
-    }
-  }
-
-  private readonly addressOf = (endpointId: string): string =>
-    RpcAddress.format({ protocol: this.owner.protocol, authority: this.owner.authority, endpointId })
-
-  private onConnect(connect: Extract<Wire.Message, { _tag: "Connect" }>): void {
-    const answer = (refusal: OpenFailure | undefined) =>
-      this.outbox.push(Wire.connected(connect.id, refusal?.reason ?? null, refusal?.detail ?? ""))
-    const recipient = this.owner.lookup(connect.endpointId)
-    if (recipient === undefined) {
-      return answer({
-        reason: "UnknownEndpoint",
-        detail: `no endpoint "${connect.endpointId}" runs on RpcService ${this.owner.serviceName} at ` +
-          `${this.owner.authority}`
-      })
-    }
-    answer(checkServes(recipient, connect.gateway, connect.fingerprint))
-  }
-
-  /** The address and qualified method of a call: only errors need them, so only error paths build them. */
-  private target(call: Codec.CallMessage): { readonly address: string; readonly method: string } {
-    return { address: this.addressOf(call.endpointId), method: qualified(call.gateway, call.method) }
-  }
-
-  /** Answers an ask that cannot be delivered with `error`; a tell has nobody to answer. */
-  private reject(call: Codec.CallMessage, error: RpcCallError): void {
-    if (call._tag === "Ask") this.sendReply(call, undefined, Exit.fail(error))
-  }
-
-  private onCall(call: Codec.CallMessage): void {
-    const isAsk = call._tag === "Ask"
-    const recipient = this.owner.lookup(call.endpointId)
-    if (recipient === undefined) {
-      return this.reject(
-        call,
-        new RecipientUnreachableError({
-          ...this.target(call),
-          reason: "no endpoint with this id runs on the service (it has terminated, or never existed)"
-        })
-      )
-    }
-    const spec = Codec.methodOf(recipient.served.get(call.gateway)?.methods, call.method)
-    if (spec === undefined || (spec.kind === "tell") !== !isAsk) {
-      const target = this.target(call)
-      return this.reject(
-        call,
-        new RemoteDefectError({
-          ...target,
-          defect: `the endpoint does not serve ${target.method} as an ${call._tag.toLowerCase()}`
-        })
-      )
-    }
-    if (isAsk && this.serving.size >= this.owner.config.maxAsksPerConnection) {
-      this.owner.instruments.reject("mailbox_full")
-      const capacity = this.owner.config.maxAsksPerConnection
-      return this.reject(call, new MailboxFullError({ ...this.target(call), capacity, limit: "maxAsksPerConnection" }))
-    }
-    const payload = Wire.decodeValue(spec.payload, call.payload)
-    if (Result.isFailure(payload)) {
-      return this.reject(
-        call,
-        new RpcSerializationError({
-          ...this.target(call),
-          direction: "request",
-          operation: "decode",
-          detail: payload.failure
-        })
-      )
-    }
-    const token = call.token === undefined ? NoToken : recipient.decodeToken(call.token.value)
-    const timeout = call.timeout ?? Infinity
-    // The peer's clock is not this one: the deadline is the time left when it was sent, counted from arrival.
-    const deadline = timeout === Infinity ? Infinity : this.clock!.currentTimeMillisUnsafe() + timeout
-    const span = call.trace === undefined || !this.owner.tracing ? undefined : Tracer.externalSpan(call.trace)
-    const invocation = new Invocation(
-      call.gateway,
-      call.method,
-      payload.success,
-      token,
-      isAsk ? this.replyTo(call, spec) : undefined,
-      timeout,
-      deadline,
-      span
-    )
-    if (isAsk) this.serving.set(call.id, invocation)
-    // A tell refused by a full mailbox has nobody to tell; the rejection metric has counted it.
-    recipient.deliver(invocation)
-  }
-
-  private replyTo(call: Codec.CallMessage, spec: RpcGateway.Method): Resume {
-    return (exit) => this.sendReply(call, spec, exit)
-  }
-
-  /** Encodes and sends a reply; what cannot be encoded or is too large becomes a typed error reply. */
-  private sendReply(call: Codec.CallMessage, spec: RpcGateway.Method | undefined, exit: Exit.Exit<unknown, unknown>): void {
-    if (this.state === "closed") return
-    const served = this.serving.get(call.id)
-    if (served !== undefined) {
-      this.serving.delete(call.id)
-      // The caller cancelled it: nobody reads the answer.
-      if (served.cancelled) return
-    }
-    let frame = Codec.encodeReply(call, spec, exit, this.addressOf)
-    const limit = this.limit
-    if (frame.size > limit) {
-      this.owner.instruments.reject("oversized")
-      frame = Codec.tooLargeReply(call, frame.size, limit, this.addressOf)
-    }
-    this.outbox.push(frame)
-  }
-
   private heard(): void {
     this.lastHeard = this.clock!.currentTimeMillisUnsafe()
   }
@@ -500,7 +341,11 @@ export class Connection implements Heartbeat.Watched {
     pending.resume(Codec.decodeReply(pending.spec, pending.call, reply.outcome, reply.value))
   }
 
-  private protocolError(detail: string): void {
+  readonly isClosed = (): boolean => this.state === "closed"
+
+  readonly now = (): number => this.clock!.currentTimeMillisUnsafe()
+
+  readonly protocolError = (detail: string): void => {
     // Logged by the connection's fiber: the operator of this side learns why a peer was cut off.
     this.warning ??= detail
     this.close({ reason: "Unreachable", detail: `protocol error: ${detail}` }, true)
@@ -552,10 +397,7 @@ export class Connection implements Heartbeat.Watched {
     const pending = [...this.pending.values()]
     this.pending.clear()
     this.outbox.window.clear()
-    this.inbound.clear()
-    // Their handlers may still run (they are queued on endpoints), but there is nobody to answer any more.
-    for (const invocation of this.serving.values()) invocation.cancel(true)
-    this.serving.clear()
+    this.serving.close()
     for (const entry of pending) {
       if (entry._tag === "Ask") {
         entry.resume(unreachable(entry.call.address, qualified(entry.call.gateway.name, entry.call.method), reason))

@@ -12,7 +12,8 @@ import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import type * as Fiber from "effect/Fiber"
+import * as Fiber from "effect/Fiber"
+import type * as Scope from "effect/Scope"
 
 /** A pending deadline; `remove` it when the call completes first. */
 export interface Entry {
@@ -44,7 +45,8 @@ export class Deadlines {
   /** How many entries are pending. */
   size = 0
 
-  constructor(private readonly context: Context.Context<never>) {
+  /** The timer fiber runs with `context` (its Clock), in `scope`: the service's, which ends it at the latest. */
+  constructor(private readonly context: Context.Context<never>, private readonly scope: Scope.Scope) {
     this.clock = Context.get(context, Clock.Clock)
   }
 
@@ -117,7 +119,7 @@ export class Deadlines {
   /** (Re)starts the timer fiber for the earliest deadline. */
   private arm(): void {
     this.fiber?.interruptUnsafe()
-    const fiber = Effect.runForkWith(this.context)(this.tick())
+    const fiber = Fiber.runIn(Effect.runForkWith(this.context)(this.tick()), this.scope)
     if (fiber.pollUnsafe() === undefined) this.fiber = fiber
   }
 

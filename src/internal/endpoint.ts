@@ -2,6 +2,10 @@
  * The runtime of one started endpoint: its lifecycle state machine, the envelopes its mailbox carries, fencing,
  * and how handler outcomes become replies. Clients and connections hand it invocations through `deliver`; the mailbox
  * (./mailbox.ts) guarantees that everything here that touches endpoint state runs one message at a time.
+ *
+ * About 600 lines, on purpose: this is one state machine (created, started, stopping, terminated) whose steps read
+ * and write the same fields; what is not a step of it lives beside it (fencing.ts, mainThread.ts, replies.ts,
+ * logContext.ts, mailbox.ts).
  */
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
@@ -11,7 +15,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
-import * as References from "effect/References"
+import type * as Order from "effect/Order"
 import * as Scope from "effect/Scope"
 import {
   EndpointNotStartedError,
@@ -27,10 +31,20 @@ import { isLater } from "../RpcEndpoint.js"
 import type * as RpcGateway from "../RpcGateway.js"
 import * as Fencing from "./fencing.js"
 import { describe } from "./format.js"
-import { type Invocation, NoToken, qualified as qualify, type Recipient, type Resume } from "./invocation.js"
+import {
+  type Invocation,
+  NoToken,
+  qualified as qualify,
+  type Recipient,
+  type Refusal,
+  type Resume,
+  UndecodableToken
+} from "./invocation.js"
 import * as Mailbox from "./mailbox.js"
+import { annotateMainThread, LogContexts } from "./logContext.js"
 import { MainThreadImpl } from "./mainThread.js"
 import type { Instruments, MethodMetrics } from "./metrics.js"
+import * as Replies from "./replies.js"
 import type { EndpointSnapshot } from "./serviceTag.js"
 
 /** Work re-entering the main thread: runAsync, scheduled runs (no `resume`) and callAsync (with `resume`). */
@@ -45,7 +59,15 @@ interface Control {
   readonly _tag: "Start" | "Stop"
 }
 
-type Envelope = Invocation | Run | Control
+/** A fencing token set from outside the main thread (`server.setFencingToken`), in mailbox order. */
+interface SetToken {
+  readonly _tag: "SetToken"
+  readonly token: unknown
+  readonly validUntil: (() => number) | undefined
+  readonly done: (exit: Exit.Exit<void, RecipientUnreachableError>) => void
+}
+
+type Envelope = Invocation | Run | Control | SetToken
 
 const START: Control = { _tag: "Start" }
 const STOP: Control = { _tag: "Stop" }
@@ -54,6 +76,8 @@ type State = "created" | "started" | "stopping" | "terminated"
 
 /** What the runtime needs from the service that owns it. */
 export interface EndpointOwner {
+  /** The service's scope: the endpoint's fibers (mailbox turns, its termination) are forked into it. */
+  readonly scope: Scope.Scope
   readonly address: (endpointId: string) => string
   readonly throughput: number
   /** Called once the endpoint has terminated, before its termination completes: frees the id. */
@@ -100,8 +124,11 @@ export class EndpointRuntime implements Recipient {
   private handlers: Record<string, (payload: unknown) => Effect.Effect<unknown, unknown>> = {}
   private onStart: Effect.Effect<void, unknown> | undefined
   private onStop: Effect.Effect<unknown, unknown> | undefined
-  /** The current fencing token (None for unfenced endpoints, or while unset); set on the main thread only. */
-  token: Option.Option<unknown>
+  /**
+   * The fencing token (None for unfenced endpoints, or while unset) and its deadline. Set on the main thread only;
+   * cleared at once from anywhere (clearing only ever rejects more).
+   */
+  readonly tokenState: Fencing.TokenState
   private readonly shared: Shared
   private scopeOrUndefined: Scope.Closeable | undefined = undefined
   private addressOrUndefined: string | undefined = undefined
@@ -118,11 +145,15 @@ export class EndpointRuntime implements Recipient {
     readonly context: Context.Context<never>
   ) {
     this.shared = sharedOf(definition)
-    this.token = definition.fencing === undefined ? Option.none() : definition.fencing.initial
+    this.tokenState = {
+      token: definition.fencing === undefined ? Option.none() : definition.fencing.initial,
+      validUntil: undefined
+    }
     this.termination = Deferred.makeUnsafe<void, unknown>()
     this.startup = Deferred.makeUnsafe<void, EndpointStartError>()
     this.mailbox = Mailbox.make<Envelope, never>(this)
     this.main = new MainThreadImpl(this)
+    this.logContexts = new LogContexts(context, endpointId)
   }
 
   get address(): string {
@@ -217,8 +248,45 @@ export class EndpointRuntime implements Recipient {
     return this.shared.tokens.decodeWire(raw)
   }
 
+  checkConnectToken(token: unknown): Refusal | undefined {
+    if (token === NoToken) return undefined
+    if (!this.fenced) {
+      return {
+        reason: "NotFenced",
+        detail: `the endpoint at ${this.address} is not fenced, so it takes no token; connect with ` +
+          `RpcService.connect instead of connectFenced`
+      }
+    }
+    if (!(this.shared.tokens.decodeWire(token) instanceof UndecodableToken)) return undefined
+    return {
+      reason: "InvalidToken",
+      detail: `the token ${describe(token)} is not a token of the endpoint at ${this.address}: its token Schema ` +
+        `rejects it`
+    }
+  }
+
   currentToken(): unknown {
-    return Option.isSome(this.token) ? this.token.value : NoToken
+    const token = this.tokenState.token
+    return Option.isSome(token) ? token.value : NoToken
+  }
+
+  /** Sets the fencing token, with the deadline it admits messages until; call on the main thread. */
+  setToken(token: unknown, validUntil: (() => number) | undefined): void {
+    this.tokenState.token = Option.some(token)
+    this.tokenState.validUntil = validUntil
+  }
+
+  /** Clears the fencing token at once: every message checked from now on is rejected until a new one is set. */
+  clearToken(): void {
+    this.tokenState.token = Option.none()
+    this.tokenState.validUntil = undefined
+  }
+
+  /** Sets the token on the main thread, in mailbox order; `done` hears when it is in force, or that it never will. */
+  enqueueSetToken(token: unknown, validUntil: (() => number) | undefined, done: SetToken["done"]): void {
+    if (!this.mailbox.offer({ _tag: "SetToken", token, validUntil, done })) {
+      done(unreachable(this.address, "setFencingToken", "the endpoint has terminated"))
+    }
   }
 
   /** The token self-work is stamped with: the current one for fenced endpoints, none otherwise. */
@@ -242,9 +310,14 @@ export class EndpointRuntime implements Recipient {
     return this.owner.throughput
   }
 
+  /** Where the mailbox forks its turns: the service's scope. */
+  get fiberScope(): Scope.Scope {
+    return this.owner.scope
+  }
+
   /** Processes one message on the main thread (called by the mailbox). */
   process(envelope: Envelope): Effect.Effect<void> {
-    if (envelope._tag !== "Invocation") this.annotate(this.endpointLogContext ??= this.withAnnotations({ endpoint: this.endpointId }))
+    if (envelope._tag !== "Invocation") this.annotate(this.logContexts.forEndpoint())
     switch (envelope._tag) {
       case "Invocation":
         return this.processInvocation(envelope)
@@ -254,12 +327,16 @@ export class EndpointRuntime implements Recipient {
         return this.processStart()
       case "Stop":
         return this.processStop()
+      case "SetToken":
+        this.setToken(envelope.token, envelope.validUntil)
+        envelope.done(Exit.void)
+        return Effect.void
     }
   }
 
   private processInvocation(invocation: Invocation): Effect.Effect<void> {
     // Before anything can log: a discarded call's warning must name its own method, not the previous one's.
-    this.annotate(this.logContext(invocation.gateway, invocation.method))
+    this.annotate(this.logContexts.forMethod(invocation.gateway, invocation.method))
     if (invocation.cancelled) return this.skip(invocation, "cancelled")
     if (invocation.deadline !== Infinity && this.owner.now() >= invocation.deadline) return this.skip(invocation, "expired")
     const handler = Object.hasOwn(this.handlers, invocation.method) ? this.handlers[invocation.method] : undefined
@@ -308,6 +385,9 @@ export class EndpointRuntime implements Recipient {
     } catch (defect) {
       effect = Effect.die(defect)
     }
+    // A handler may return `later(...)` itself; anything else that is not an Effect is a bug in the endpoint, which
+    // must reach the caller at once as a RemoteDefectError (and the log), not as a timeout.
+    if (!Effect.isEffect(effect)) effect = isLater(effect) ? Effect.succeed(effect) : Effect.die(notAnEffect(invocation, effect))
     if (invocation.span !== undefined && this.owner.tracing) {
       const name = qualified(invocation)
       effect = Effect.withSpan(effect, `${name} (handler)`, {
@@ -338,39 +418,13 @@ export class EndpointRuntime implements Recipient {
   /** When the running handler started, and its method's metrics, for the handler-time metric. */
   private handlerStartedAt = 0
   private handlerMetrics: MethodMetrics | undefined = undefined
-  private logContexts: Map<string, Map<string, Context.Context<never>>> | undefined = undefined
+  /** The contexts the main thread's logs are annotated with (./logContext.ts). */
+  private readonly logContexts: LogContexts
 
-  private endpointLogContext: Context.Context<never> | undefined = undefined
-
-  /**
-   * Gives the main thread the context whose log annotations name the endpoint and, for a call, its method: logs
-   * from the handler, and from fibers it forks, carry them. The main thread only ever runs this endpoint's
-   * messages, so its context is switched in place, and only when the method changes: wrapping every handler in
-   * `Effect.setContext` would cost 200 ns per call.
-   */
+  /** Switches the main thread to the context whose log annotations name this endpoint (and method). */
   private annotate(context: Context.Context<never>): void {
-    const fiber = this.mailbox.current()
-    if (fiber !== undefined && fiber.context !== context) fiber.setContext(context)
+    annotateMainThread(this.mailbox.current(), context)
   }
-
-  private withAnnotations(annotations: Record<string, string>): Context.Context<never> {
-    const inherited = Context.get(this.context, References.CurrentLogAnnotations)
-    return Context.add(this.context, References.CurrentLogAnnotations, { ...inherited, ...annotations })
-  }
-
-  /** The endpoint's context annotated with its id and `gateway.method`, made once per method. */
-  private logContext(gateway: string, method: string): Context.Context<never> {
-    const byGateway = this.logContexts ??= new Map()
-    let byMethod = byGateway.get(gateway)
-    if (byMethod === undefined) byGateway.set(gateway, byMethod = new Map())
-    let context = byMethod.get(method)
-    if (context === undefined) {
-      context = this.withAnnotations({ endpoint: this.endpointId, method: `${gateway}.${method}` })
-      byMethod.set(method, context)
-    }
-    return context
-  }
-
   /** The message whose handler code is running: the main thread runs one at a time. */
   private current: Invocation | Run | undefined = undefined
   /** Made on the first handler run, so an endpoint that never handles a message does not hold them. */
@@ -388,7 +442,7 @@ export class EndpointRuntime implements Recipient {
         const message = this.current!
         this.current = undefined
         this.recordHandlerTime(message)
-        if (isLater(value)) return this.forkLater(callName(message), value.effect, message.resume)
+        if (isLater(value)) return Replies.forkLater(this, callName(message), value.effect, message.resume, this.scope)
         // A tell's success needs nothing, not even an Exit.
         if (message.resume !== undefined) message.resume(Exit.succeed(value))
         return Effect.void
@@ -397,7 +451,7 @@ export class EndpointRuntime implements Recipient {
         const message = this.current!
         this.current = undefined
         this.recordHandlerTime(message)
-        return this.reply(callName(message), Exit.failCause(cause), message.resume)
+        return Replies.reply(this, callName(message), Exit.failCause(cause), message.resume)
       }
     }
   }
@@ -407,47 +461,6 @@ export class EndpointRuntime implements Recipient {
     if (metrics === undefined || message._tag !== "Invocation") return
     this.handlerMetrics = undefined
     metrics.handler.update(performance.now() - this.handlerStartedAt)
-  }
-
-  private reply(method: string, exit: Exit.Exit<unknown, unknown>, resume: Resume | undefined): Effect.Effect<void> {
-    if (Exit.isSuccess(exit) || Cause.hasFails(exit.cause)) {
-      if (resume !== undefined) resume(Exit.isSuccess(exit) ? exit : Exit.fail(Cause.squash(exit.cause)))
-      else if (Exit.isFailure(exit)) return this.logDropped(method, exit.cause)
-      return Effect.void
-    }
-    if (Cause.hasDies(exit.cause)) {
-      const defect = describe(Cause.squash(exit.cause))
-      if (resume !== undefined) resume(Exit.fail(new RemoteDefectError({ address: this.address, method, defect })))
-      return Effect.logError(`Handler of ${method} died`, exit.cause).pipe(
-        Effect.annotateLogs({ endpoint: this.endpointId, address: this.address })
-      )
-    }
-    if (resume !== undefined) resume(unreachable(this.address, method, "the call was interrupted"))
-    return Effect.void
-  }
-
-  private logDropped(method: string, cause: Cause.Cause<unknown>): Effect.Effect<void> {
-    return Effect.logWarning(`${method} failed and nobody is waiting for the result`, cause).pipe(
-      Effect.annotateLogs({ endpoint: this.endpointId, address: this.address })
-    )
-  }
-
-  /** Runs a `later` reply on a fiber of its own, in the endpoint's scope, so the mailbox moves on. */
-  private forkLater(
-    method: string,
-    effect: Effect.Effect<unknown, unknown>,
-    resume: Resume | undefined
-  ): Effect.Effect<void> {
-    return Effect.asVoid(
-      Effect.forkIn(
-        Effect.flatMap(Effect.exit(effect), (exit) => this.reply(method, exit, resume)).pipe(
-          Effect.onInterrupt(() =>
-            Effect.sync(() => resume?.(unreachable(this.address, method, "the endpoint terminated before replying")))
-          )
-        ),
-        this.scope
-      )
-    )
   }
 
   private processRun(run: Run): Effect.Effect<void> {
@@ -466,15 +479,19 @@ export class EndpointRuntime implements Recipient {
     }
     if (run.resume === undefined) {
       return Effect.flatMap(Effect.exit(run.effect), (exit) =>
-        Exit.isFailure(exit) && !Cause.hasInterruptsOnly(exit.cause) ? this.logDropped("runAsync", exit.cause) : Effect.void)
+        Exit.isFailure(exit) && !Cause.hasInterruptsOnly(exit.cause) ? Replies.logDropped(this, "runAsync", exit.cause) : Effect.void)
     }
     return this.runHandler(run, run.effect)
   }
 
   /** `undefined` when the message may run; the rejection otherwise (see Fencing.check). */
   private checkToken(received: unknown, what: Invocation | string): FencingTokenError | undefined {
-    if (!this.fenced) return undefined
-    return Fencing.check(this.shared.tokens, this.token, received, this.address, what)
+    const fencing = this.definition.fencing
+    if (fencing === undefined) return undefined
+    const order = fencing.monotonic as Order.Order<unknown> | undefined
+    const rejection = Fencing.check(this.shared.tokens, this.tokenState, received, order, this.owner.now, this.address, what)
+    if (rejection === undefined && order !== undefined) Fencing.admit(this.tokenState, received, order)
+    return rejection
   }
 
   private processStart(): Effect.Effect<void> {
@@ -503,8 +520,9 @@ export class EndpointRuntime implements Recipient {
           if (Exit.isSuccess(exit) && isLater(exit.value)) {
             // Calls keep being served while the later part runs; its completion terminates the endpoint.
             return Effect.asVoid(
-              Effect.forkDetach(
-                Effect.flatMap(Effect.exit(exit.value.effect), (laterExit) => this.finalize(laterExit))
+              Effect.forkIn(
+                Effect.flatMap(Effect.exit(exit.value.effect), (laterExit) => this.finalize(laterExit)),
+                this.owner.scope
               )
             )
           }
@@ -531,11 +549,13 @@ export class EndpointRuntime implements Recipient {
           envelope._tag === "Invocation" ? qualified(envelope) : "callAsync",
           "the endpoint terminated before processing the call"
         ))
+      } else if (envelope._tag === "SetToken") {
+        envelope.done(unreachable(this.address, "setFencingToken", "the endpoint terminated before setting it"))
       }
     }
     const result: Exit.Exit<void, unknown> = Exit.isSuccess(exit) ? Exit.void : exit as Exit.Exit<never, unknown>
     // Runs on a fiber of its own: when finalize is called from the main thread, that fiber must finish first.
-    return Effect.asVoid(Effect.forkDetach(
+    return Effect.asVoid(Effect.forkIn(
       this.mailbox.awaitIdle.pipe(
         Effect.andThen(this.closeScope()),
         Effect.andThen(Effect.sync(() => this.owner.unregister(this))),
@@ -546,7 +566,8 @@ export class EndpointRuntime implements Recipient {
           )
         )),
         Effect.andThen(Deferred.done(this.termination, result))
-      )
+      ),
+      this.owner.scope
     ))
   }
 
@@ -585,3 +606,9 @@ interface Continuations {
 }
 
 const qualified = (invocation: Invocation): string => qualify(invocation.gateway, invocation.method)
+
+const notAnEffect = (invocation: Invocation, result: unknown) =>
+  new Error(
+    `the handler of ${qualified(invocation)} returned ${describe(result)}, which is not an Effect: return an Effect ` +
+      `(Effect.succeed(value)) or RpcEndpoint.later(effect)`
+  )

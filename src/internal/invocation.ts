@@ -69,6 +69,11 @@ export interface Recipient {
   readonly deliver: (invocation: Invocation) => MailboxFullError | undefined
   /** The token a remote message carried, as this endpoint's token Schema reads it. */
   readonly decodeToken: (raw: unknown) => unknown
+  /**
+   * Why a connect with `token` (`NoToken` for a plain connect) is refused, if it is: a token for an endpoint that
+   * is not fenced, or one its token Schema does not read.
+   */
+  readonly checkConnectToken: (token: unknown) => Refusal | undefined
 }
 
 /** Why a recipient cannot be reached with a gateway: the reason a connect fails with, and a sentence saying why. */

@@ -8,7 +8,8 @@
  */
 import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
-import type * as Fiber from "effect/Fiber"
+import * as Fiber from "effect/Fiber"
+import type * as Scope from "effect/Scope"
 
 /** The narrow interface the endpoint runtime uses. */
 export interface Mailbox<A> {
@@ -49,10 +50,12 @@ class MailboxImpl<A, R> implements Mailbox<A> {
 
   private readonly context: Context.Context<R>
   private readonly throughput: number
+  private readonly scope: Scope.Scope
 
   constructor(private readonly processor: Processor<A, R>) {
     this.context = processor.context
     this.throughput = Math.max(1, processor.throughput)
+    this.scope = processor.fiberScope
   }
 
   private hasWork(): boolean {
@@ -125,14 +128,16 @@ class MailboxImpl<A, R> implements Mailbox<A> {
   }
 
   private startTurn(): void {
-    // The drain yields before its first message, so the fiber is registered before anything runs on it.
-    const fiber = Effect.runForkWith(this.context)(this.drain())
+    // The drain yields before its first message, so the fiber is registered before anything runs on it. Its owner
+    // is the service's scope, which interrupts a turn still running when the service is gone.
+    const fiber = Fiber.runIn(Effect.runForkWith(this.context)(this.drain()), this.scope)
     this.fiber = fiber
     fiber.addObserver(() => {
       // Only an abnormal end (a defect or interruption escaping `process`) leaves the turn unfinished.
       if (this.fiber === fiber) {
         this.finishTurn()
-        if (!this.closed && this.hasWork()) this.startTurn()
+        // After its owner's scope has closed, a new turn would be interrupted at once, and again: none is started.
+        if (!this.closed && this.hasWork() && this.scope.state._tag !== "Closed") this.startTurn()
       }
     })
   }
@@ -183,6 +188,8 @@ export interface Processor<A, R> {
   readonly process: (message: A) => Effect.Effect<void, never, R>
   readonly context: Context.Context<R>
   readonly throughput: number
+  /** The scope the turns' fibers are forked into. */
+  readonly fiberScope: Scope.Scope
 }
 
 /** Creates a mailbox whose messages `processor.process` handles one at a time. */

@@ -68,15 +68,17 @@ export class MainThreadImpl implements RpcEndpoint.MainThread<any, any> {
   }
 
   get fencingToken(): Effect.Effect<Option.Option<unknown>> {
-    return Effect.sync(() => this.runtime.token)
+    return Effect.sync(() => this.runtime.tokenState.token)
   }
 
-  setFencingToken(token: unknown): Effect.Effect<void> {
+  setFencingToken(token: unknown, options?: RpcEndpoint.TokenOptions | undefined): Effect.Effect<void> {
     return Effect.andThen(
       this.validateRunsInMainThread,
-      Effect.sync(() => {
-        this.runtime.token = Option.some(token)
-      })
+      Effect.sync(() => this.runtime.setToken(token, options?.validUntil))
     )
+  }
+
+  get clearFencingToken(): Effect.Effect<void> {
+    return Effect.sync(() => this.runtime.clearToken())
   }
 }

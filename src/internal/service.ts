@@ -1,103 +1,55 @@
 /**
  * The in-process RpcService: owns its endpoints (by id), resolves addresses, builds clients and shuts down.
  * Services register in a process-wide table by name so that `local://name/id` reaches any live service of this
- * process, and so that a service that is gone is told apart from an endpoint that never existed.
+ * process (as a Pekko actor system's local actors are), and so that a service that is gone is told apart from an
+ * endpoint that never existed.
+ *
+ * Every fiber the service and its endpoints start lives in the service's scope: mailbox turns, the ask-timeout
+ * timer, endpoint terminations, scheduled runs. The scope closes after the shutdown, so nothing outlives it.
  */
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as FiberSet from "effect/FiberSet"
+import { NodeInspectSymbol } from "effect/Inspectable"
 import * as Option from "effect/Option"
 import * as Result from "effect/Result"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as RpcAddress from "../RpcAddress.js"
 import type { RpcConfig } from "../RpcConfig.js"
 import {
   EndpointIdInUseError,
-  type EndpointStartError,
   RecipientUnreachableError,
   RpcConnectionError,
-  RpcServiceStoppedError
+  RpcServiceShutdownError,
+  RpcServiceStoppedError,
+  ServiceNameInUseError
 } from "../RpcError.js"
 import type * as RpcEndpoint from "../RpcEndpoint.js"
 import type * as RpcGateway from "../RpcGateway.js"
 import type { RpcServer } from "../RpcServer.js"
-import type { RpcServiceShape, Snapshot } from "./serviceTag.js"
 import * as Client from "./client.js"
-import { Deadlines } from "./deadlines.js"
-import { randomUuid } from "./ids.js"
-import { type EndpointOwner, EndpointRuntime } from "./endpoint.js"
-import { checkServes, Invocation, NoToken } from "./invocation.js"
-import { Instruments } from "./metrics.js"
 import type { Connection } from "./connection.js"
+import { Deadlines } from "./deadlines.js"
+import { type EndpointOwner, EndpointRuntime } from "./endpoint.js"
+import { describe } from "./format.js"
+import { randomUuid } from "./ids.js"
+import { checkServes, Invocation, NoToken, type Refusal } from "./invocation.js"
+import { Instruments } from "./metrics.js"
+import { endpointContext, ServerHandle } from "./serverHandle.js"
+import type { ConnectOptions, RpcServiceShape, ScheduledTask, Snapshot } from "./serviceTag.js"
 import type { Transport } from "./transport.js"
 
 const services = new Map<string, LocalService>()
 let nextServiceNumber = 0
 
-const endpointContexts = new WeakMap<Context.Context<never>, Context.Context<never>>()
-
-/**
- * Endpoint code runs with the services of whoever started it, minus that caller's own Scope. Endpoints started
- * from one fiber share that context instead of copying it each.
- */
-const endpointContext = (starter: Context.Context<never>): Context.Context<never> => {
-  let context = endpointContexts.get(starter)
-  if (context === undefined) {
-    context = Context.omit(Scope.Scope)(starter) as Context.Context<never>
-    endpointContexts.set(starter, context)
-  }
-  return context
-}
-
-/** The server handle: a view over the runtime whose Effects are made when used (every endpoint has one). */
-class ServerHandle implements RpcServer<ReadonlyArray<RpcGateway.Any>, unknown, unknown> {
-  constructor(private readonly service: LocalService, private readonly runtime: EndpointRuntime) {}
-
-  get endpointId(): string {
-    return this.runtime.endpointId
-  }
-
-  get address(): string {
-    return this.runtime.address
-  }
-
-  self<G extends RpcGateway.Any>(gateway: G): RpcGateway.Client<G> {
-    return this.service.selfClient(this.runtime, gateway)
-  }
-
-  get start(): Effect.Effect<void> {
-    return Effect.sync(() => this.runtime.start())
-  }
-
-  get awaitStarted(): Effect.Effect<void, EndpointStartError> {
-    return Deferred.await(this.runtime.startup)
-  }
-
-  get stop(): Effect.Effect<void> {
-    return Effect.sync(() => this.runtime.requestStop())
-  }
-
-  get terminate(): Effect.Effect<void, unknown> {
-    return Effect.andThen(this.stop, this.awaitTermination)
-  }
-
-  get awaitTermination(): Effect.Effect<void, unknown> {
-    return Deferred.await(this.runtime.termination)
-  }
-
-  get isTerminated(): Effect.Effect<boolean> {
-    return Deferred.isDone(this.runtime.termination)
-  }
-
-  get fencingToken(): Effect.Effect<Option.Option<unknown>> {
-    return this.runtime.main.fencingToken
-  }
-}
-
 /** A fresh service name that no live service of this process uses. */
-export const freshName = (): string => {
+const freshName = (): string => {
   let name: string
   do name = `rpc-${++nextServiceNumber}`
   while (services.has(name))
@@ -105,19 +57,50 @@ export const freshName = (): string => {
 }
 
 /** The live service of this process with that name, if any. */
-export const lookup = (name: string): LocalService | undefined => services.get(name)
+const lookup = (name: string): LocalService | undefined => services.get(name)
 
 type Lifecycle = "running" | "stopping" | "stopped"
+
+type Resolved =
+  | { readonly _tag: "Local"; readonly runtime: EndpointRuntime }
+  | { readonly _tag: "Remote"; readonly authority: string; readonly endpointId: string }
+
+/**
+ * Makes an in-process service named `name` (a fresh name when undefined) that shuts down when the scope closes.
+ * Its own scope is a child of that scope, closed after the shutdown: whatever it still holds then is interrupted.
+ */
+export const make = (
+  name: string | undefined,
+  config: RpcConfig
+): Effect.Effect<LocalService, ServiceNameInUseError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const chosen = name ?? freshName()
+    if (services.has(chosen)) return yield* Effect.fail(new ServiceNameInUseError({ service: chosen }))
+    const scope = yield* Scope.fork(yield* Effect.scope, "parallel")
+    const service = new LocalService(chosen, config, yield* Effect.context<never>(), scope)
+    services.set(chosen, service)
+    // Added after the scope's own finalizer, so it runs before it: endpoints stop while their fibers can still run.
+    yield* Effect.addFinalizer(() =>
+      service.shutdown.pipe(
+        Effect.catchTag("RpcServiceShutdownError", (error) =>
+          Effect.logWarning(error.message).pipe(Effect.annotateLogs({ service: chosen }))
+        )
+      )
+    )
+    return service
+  })
 
 /** An in-process RpcService. */
 export class LocalService implements RpcServiceShape, EndpointOwner {
   private lifecycle: Lifecycle = "running"
   private readonly endpoints = new Map<string, EndpointRuntime>()
   private shutdownStarted = false
-  private readonly shutdownResult = Deferred.makeUnsafe<void, unknown>()
+  private readonly shutdownResult = Deferred.makeUnsafe<void, RpcServiceShutdownError>()
   private readonly origin: Client.Origin
   private readonly selfClients = new WeakMap<EndpointRuntime, Map<string, RpcGateway.Client<any>>>()
   private transport: Transport | undefined
+  /** The runs of `scheduleRunnable`, interrupted when the shutdown begins. */
+  private scheduled: FiberSet.FiberSet<void, never> | undefined
   readonly throughput: number
   readonly instruments: Instruments
   readonly tracing: boolean
@@ -125,13 +108,15 @@ export class LocalService implements RpcServiceShape, EndpointOwner {
   private readonly deadlines: Deadlines
 
   /** `context` is the creator's: the timer of ask timeouts runs with its Clock. */
-  constructor(readonly name: string, readonly config: RpcConfig, context: Context.Context<never>) {
-    if (services.has(name)) {
-      throw new Error(`An RpcService named "${name}" is already running in this process; choose another name.`)
-    }
-    services.set(name, this)
+  constructor(
+    readonly name: string,
+    readonly config: RpcConfig,
+    context: Context.Context<never>,
+    /** The service's scope: every fiber of the service and of its endpoints is forked into it. */
+    readonly scope: Scope.Closeable
+  ) {
     this.throughput = config.mailboxThroughput
-    this.deadlines = new Deadlines(context)
+    this.deadlines = new Deadlines(context, scope)
     this.instruments = new Instruments(context, config.metrics)
     this.tracing = config.tracing
     this.origin = {
@@ -161,7 +146,7 @@ export class LocalService implements RpcServiceShape, EndpointOwner {
     return this.transport?.connectionCount ?? 0
   }
 
-  // EndpointOwner ------------------------------------------------------------------------------------------------------------
+  // EndpointOwner ----------------------------------------------------------------------------------------------------
 
   address(endpointId: string): string {
     const transport = this.transport
@@ -174,6 +159,10 @@ export class LocalService implements RpcServiceShape, EndpointOwner {
     if (this.endpoints.get(runtime.endpointId) === runtime) this.endpoints.delete(runtime.endpointId)
   }
 
+  /**
+   * A client of one of the endpoint's own gateways. The types admit only gateways the endpoint serves; one that
+   * bypassed them (a cast, another version of the gateway) is a defect.
+   */
   selfClient<G extends RpcGateway.Any>(runtime: EndpointRuntime, gateway: G): RpcGateway.Client<G> {
     let clients = this.selfClients.get(runtime)
     if (clients === undefined) this.selfClients.set(runtime, clients = new Map())
@@ -196,7 +185,7 @@ export class LocalService implements RpcServiceShape, EndpointOwner {
     return client
   }
 
-  // RpcService --------------------------------------------------------------------------------------------------------
+  // RpcService -------------------------------------------------------------------------------------------------------
 
   private stoppedError(operation: string) {
     return new RpcServiceStoppedError({ service: this.name, operation })
@@ -222,15 +211,9 @@ export class LocalService implements RpcServiceShape, EndpointOwner {
           this.unregister(runtime)
           return runtime.closeScope()
         }),
-        Effect.map(() => this.server<Gs, Token, EStop>(runtime))
+        Effect.map(() => new ServerHandle(this, runtime) as RpcServer<any, any, any>)
       )
     })
-
-  private server<Gs extends ReadonlyArray<RpcGateway.Any>, Token, EStop>(
-    runtime: EndpointRuntime
-  ): RpcServer<Gs, Token, EStop> {
-    return new ServerHandle(this, runtime) as RpcServer<any, any, any>
-  }
 
   private port(runtime: EndpointRuntime): Client.Port {
     return {
@@ -273,43 +256,31 @@ export class LocalService implements RpcServiceShape, EndpointOwner {
   }
 
   /** Where an address leads: an endpoint of this process, or a remote service to handshake with. */
-  private resolve(
-    address: string,
-    gateway: RpcGateway.Any
-  ): Result.Result<
-    { readonly _tag: "Local"; readonly runtime: EndpointRuntime } | {
-      readonly _tag: "Remote"
-      readonly authority: string
-      readonly endpointId: string
-    },
-    RpcConnectionError
-  > {
-    const fail = (reason: RpcConnectionError["reason"], detail: string) =>
-      Result.fail(new RpcConnectionError({ address, gateway: gateway.name, reason, detail }))
+  private resolve(address: string, gateway: RpcGateway.Any, token: unknown): Result.Result<Resolved, Refusal> {
     const parsed = RpcAddress.parse(address)
-    if (Result.isFailure(parsed)) return fail("InvalidAddress", parsed.failure)
+    if (Result.isFailure(parsed)) return Result.fail({ reason: "InvalidAddress", detail: parsed.failure })
     const { authority, endpointId, protocol } = parsed.success
     let service: LocalService | undefined
     if (protocol === "local") {
       service = lookup(authority)
       if (service === undefined) {
-        return fail("UnknownService", `no RpcService named "${authority}" runs in this process`)
+        return Result.fail({ reason: "UnknownService", detail: `no RpcService named "${authority}" runs in this process` })
       }
     } else {
       const transport = this.transport
       if (transport === undefined) {
-        return fail(
-          "Unreachable",
-          `RpcService ${this.name} runs in-process only; provide it with RpcService.layerTcp or layerTls to reach ` +
-            `${protocol}:// addresses`
-        )
+        return Result.fail({
+          reason: "Unreachable",
+          detail: `RpcService ${this.name} runs in-process only; provide it with RpcService.layerTcp or layerTls ` +
+            `to reach ${protocol}:// addresses`
+        })
       }
       if (protocol !== transport.protocol) {
-        return fail(
-          "InvalidAddress",
-          `RpcService ${this.name} speaks ${transport.protocol}:// ` +
+        return Result.fail({
+          reason: "InvalidAddress",
+          detail: `RpcService ${this.name} speaks ${transport.protocol}:// ` +
             `(${transport.protocol === "rpcs" ? "TLS" : "plain TCP"}); it cannot reach a ${protocol}:// address`
-        )
+        })
       }
       if (authority !== transport.authority) return Result.succeed({ _tag: "Remote", authority, endpointId })
       // An address of this very service takes the local path: no encoding, no socket.
@@ -317,96 +288,130 @@ export class LocalService implements RpcServiceShape, EndpointOwner {
     }
     const runtime = service.endpoints.get(endpointId)
     if (runtime === undefined) {
-      return fail("UnknownEndpoint", `no endpoint "${endpointId}" runs on RpcService ${service.name}`)
+      return Result.fail({ reason: "UnknownEndpoint", detail: `no endpoint "${endpointId}" runs on RpcService ${service.name}` })
     }
     // The same gateway object needs no fingerprint (computing one costs a Schema walk).
-    const refusal = runtime.served.get(gateway.name) === gateway
+    const refusal = (runtime.served.get(gateway.name) === gateway
       ? undefined
-      : checkServes(runtime, gateway.name, gateway.fingerprint)
-    if (refusal !== undefined) return fail(refusal.reason, refusal.detail)
-    return Result.succeed({ _tag: "Local", runtime })
+      : checkServes(runtime, gateway.name, gateway.fingerprint)) ?? runtime.checkConnectToken(token)
+    return refusal === undefined ? Result.succeed({ _tag: "Local", runtime }) : Result.fail(refusal)
   }
 
   private connectWith<G extends RpcGateway.Any>(
     address: string,
     gateway: G,
-    token: () => unknown
+    token: unknown,
+    options: ConnectOptions | undefined
   ): Effect.Effect<RpcGateway.Client<G>, RpcConnectionError | RpcServiceStoppedError> {
+    const refused = (refusal: Refusal) =>
+      Effect.fail(new RpcConnectionError({ address, gateway: gateway.name, ...refusal }))
     return Effect.suspend((): Effect.Effect<RpcGateway.Client<G>, RpcConnectionError | RpcServiceStoppedError> => {
       if (this.lifecycle !== "running") return Effect.fail(this.stoppedError(`connect to ${address}`))
-      const resolved = this.resolve(address, gateway)
-      if (Result.isFailure(resolved)) return Effect.fail(resolved.failure)
+      const invalid = token === NoToken ? undefined : invalidToken(gateway, token)
+      if (invalid !== undefined) return refused(invalid)
+      const resolved = this.resolve(address, gateway, token)
+      if (Result.isFailure(resolved)) return refused(resolved.failure)
       const target = resolved.success
+      const tokenOf = () => token
       if (target._tag === "Local") {
-        return Effect.succeed(Client.make(gateway, this.port(target.runtime), this.origin, token))
+        return Effect.succeed(Client.make(gateway, this.port(target.runtime), this.origin, tokenOf))
       }
       const connection = this.transport!.connectionTo(target.authority)
       if (connection === undefined) return Effect.fail(this.stoppedError(`connect to ${address}`))
-      const timeout = this.config.connectTimeout
+      // Over the wire a declared token travels in its Schema's encoded form, which the endpoint decodes.
+      const wireToken = token === NoToken || gateway.token === undefined
+        ? token
+        : Schema.encodeUnknownSync(gateway.token)(token)
+      const timeout = Duration.fromInputUnsafe(options?.timeout ?? this.config.connectTimeout)
       const port = this.remotePort(address, target.authority, target.endpointId)
-      return connection.handshake(address, target.endpointId, gateway).pipe(
+      return connection.handshake(address, target.endpointId, gateway, wireToken).pipe(
         Effect.timeoutOrElse({
           duration: timeout,
           orElse: () =>
-            Effect.fail(
-              new RpcConnectionError({
-                address,
-                gateway: gateway.name,
-                reason: "Unreachable",
-                detail: `no handshake answer within ${Duration.format(timeout)} (RpcConfig.connectTimeout)`
-              })
-            )
+            refused({
+              reason: "Timeout",
+              detail: `no connection and handshake with ${address} within ${Duration.format(timeout)}` +
+                (options?.timeout === undefined ? " (RpcConfig.connectTimeout)" : "")
+            })
         }),
-        Effect.as(Client.make(gateway, port, this.origin, token))
+        Effect.as(Client.make(gateway, port, this.origin, () => wireToken))
       )
     })
   }
 
   readonly connect = <G extends RpcGateway.Any>(
     address: string,
-    gateway: G
+    gateway: G,
+    options?: ConnectOptions | undefined
   ): Effect.Effect<RpcGateway.Client<G>, RpcConnectionError | RpcServiceStoppedError> =>
-    this.connectWith(address, gateway, () => NoToken)
+    this.connectWith(address, gateway, NoToken, options)
 
   readonly connectFenced = <G extends RpcGateway.Any>(
     address: string,
-    token: unknown,
-    gateway: G
+    token: RpcGateway.TokenOf<G>,
+    gateway: G,
+    options?: ConnectOptions | undefined
   ): Effect.Effect<RpcGateway.Client<G>, RpcConnectionError | RpcServiceStoppedError> =>
-    this.connectWith(address, gateway, () => token)
+    this.connectWith(address, gateway, token, options)
 
   readonly stopServer = (server: RpcServer<any, any, any>): Effect.Effect<void> => server.stop
 
-  readonly shutdown: Effect.Effect<void, unknown> = Effect.suspend(() => {
-    if (!this.shutdownStarted) {
-      this.shutdownStarted = true
-      const result = this.shutdownResult
-      this.lifecycle = "stopping"
-      const runtimes = [...this.endpoints.values()]
-      for (const runtime of runtimes) runtime.requestStop()
-      return Effect.forEach(runtimes, (runtime) => Effect.exit(Deferred.await(runtime.termination)), {
-        concurrency: "unbounded"
-      }).pipe(
-        Effect.flatMap((exits) => Effect.as(this.transport?.close ?? Effect.void, exits)),
-        Effect.flatMap((exits) =>
-          Effect.sync(() => {
-            this.lifecycle = "stopped"
-            // Only now: an onStop may still ask other services, and its asks must still time out.
-            this.deadlines.close()
-            if (services.get(this.name) === this) services.delete(this.name)
-            const failed = exits.find(Exit.isFailure)
-            return failed === undefined ? Exit.void : failed
-          })
-        ),
-        Effect.flatMap((exit) => Deferred.done(result, exit)),
-        Effect.forkDetach,
-        Effect.andThen(Deferred.await(result))
-      )
-    }
-    return Deferred.await(this.shutdownResult)
+  readonly scheduleRunnable = <E>(
+    effect: Effect.Effect<void, E>,
+    initialDelay: Duration.Input,
+    period?: Duration.Input | undefined
+  ): Effect.Effect<ScheduledTask, RpcServiceStoppedError> =>
+    Effect.gen({ self: this }, function*() {
+      if (this.lifecycle !== "running") return yield* Effect.fail(this.stoppedError("schedule a runnable"))
+      const scheduled = this.scheduled ??= yield* FiberSet.make<void, never>().pipe(Scope.provide(this.scope))
+      const logged = Effect.tapCause(effect, (cause) =>
+        Effect.logError("A runnable scheduled on the RpcService failed; its schedule ends", cause).pipe(
+          Effect.annotateLogs({ service: this.name })
+        ))
+      const runs = period === undefined
+        ? logged
+        : Effect.asVoid(Effect.repeat(logged, Schedule.fixed(period)))
+      const fiber = yield* FiberSet.run(scheduled, Effect.ignore(Effect.andThen(Effect.sleep(initialDelay), runs)))
+      return { cancel: Fiber.interrupt(fiber) }
+    })
+
+  readonly shutdown: Effect.Effect<void, RpcServiceShutdownError> = Effect.suspend(() => {
+    if (this.shutdownStarted) return Deferred.await(this.shutdownResult)
+    this.shutdownStarted = true
+    // On a fiber of the service's own scope, which closes only after the shutdown: a caller that gives up must not
+    // leave the service half stopped, nor wait for the end to give up. Every caller awaits the same outcome.
+    return Effect.forkIn(
+      Effect.flatMap(Effect.exit(this.stopEverything), (exit) => Deferred.done(this.shutdownResult, exit)),
+      this.scope
+    ).pipe(Effect.andThen(Deferred.await(this.shutdownResult)))
   })
 
-  readonly awaitTermination: Effect.Effect<void, unknown> = Deferred.await(this.shutdownResult)
+  /** Stops scheduled runs, then every endpoint (awaiting all), then the transport; fails listing failed endpoints. */
+  private get stopEverything(): Effect.Effect<void, RpcServiceShutdownError> {
+    return Effect.gen({ self: this }, function*() {
+      this.lifecycle = "stopping"
+      if (this.scheduled !== undefined) yield* FiberSet.clear(this.scheduled)
+      const runtimes = [...this.endpoints.values()]
+      for (const runtime of runtimes) runtime.requestStop()
+      const exits = yield* Effect.forEach(runtimes, (runtime) => Effect.exit(Deferred.await(runtime.termination)), {
+        concurrency: "unbounded"
+      })
+      if (this.transport !== undefined) yield* this.transport.close
+      this.lifecycle = "stopped"
+      // Only now: an onStop may still ask other services, and its asks must still time out.
+      this.deadlines.close()
+      if (services.get(this.name) === this) services.delete(this.name)
+      const failures = runtimes.flatMap((runtime, index) => {
+        const exit = exits[index]!
+        if (Exit.isSuccess(exit)) return []
+        const cause = Option.getOrElse(Exit.findErrorOption(exit), () => describe(exit.cause))
+        return [{ endpointId: runtime.endpointId, address: runtime.address, cause }]
+      })
+      if (failures.length > 0) return yield* Effect.fail(new RpcServiceShutdownError({ service: this.name, failures }))
+    })
+  }
+
+  readonly awaitTermination: Effect.Effect<void, RpcServiceShutdownError> = Deferred.await(this.shutdownResult)
 
   readonly isStopped: Effect.Effect<boolean> = Effect.sync(() => this.lifecycle === "stopped")
 
@@ -422,4 +427,36 @@ export class LocalService implements RpcServiceShape, EndpointOwner {
 
   /** The ids of the live endpoints. */
   readonly endpointIds: Effect.Effect<ReadonlyArray<string>> = Effect.sync(() => [...this.endpoints.keys()])
+
+  // A service holds sockets, fibers and every endpoint: printed as it is, it was megabytes (and, once closed, a
+  // walk that never ended). Printed, logged or inspected, it is this summary.
+  toJSON(): unknown {
+    return {
+      _id: "RpcService",
+      name: this.name,
+      authority: this.transport?.authority,
+      lifecycle: this.lifecycle,
+      endpoints: this.endpoints.size,
+      connections: this.transport?.connectionCount ?? 0
+    }
+  }
+
+  toString(): string {
+    const at = this.transport === undefined ? "in-process" : `at ${this.transport.protocol}://${this.transport.authority}`
+    return `RpcService(${this.name}, ${at}, ${this.lifecycle}, ${this.endpoints.size} endpoints)`
+  }
+
+  [NodeInspectSymbol](): unknown {
+    return this.toJSON()
+  }
+}
+
+/** Why `token` cannot be a token of `gateway` (its declared Schema rejects it), if it cannot. */
+const invalidToken = (gateway: RpcGateway.Any, token: unknown): Refusal | undefined => {
+  const schema = gateway.token
+  if (schema === undefined || Schema.is(schema)(token)) return undefined
+  return {
+    reason: "InvalidToken",
+    detail: `the token ${describe(token)} is not a valid token of ${gateway.name}, whose token Schema rejects it`
+  }
 }

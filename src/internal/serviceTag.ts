@@ -4,10 +4,12 @@
  * service without loading sockets, TLS or the file system. `RpcService.ts` re-exports all of it with the Layers.
  */
 import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type {
   EndpointIdInUseError,
   RpcConnectionError,
+  RpcServiceShutdownError,
   RpcServiceStoppedError
 } from "../RpcError.js"
 import type * as RpcEndpoint from "../RpcEndpoint.js"
@@ -31,32 +33,72 @@ export interface RpcServiceShape {
   readonly startServer: <Gs extends ReadonlyArray<RpcGateway.Any>, Token, EStop, EInit, R>(
     endpoint: RpcEndpoint.RpcEndpoint<Gs, Token, EStop, EInit, R>
   ) => Effect.Effect<RpcServer<Gs, Token, EStop>, EInit | EndpointIdInUseError | RpcServiceStoppedError, R>
-  /** Connects to the endpoint at `address`, checking that it serves `gateway` (works before the endpoint starts). */
+  /**
+   * Connects to the endpoint at `address`, checking that it serves `gateway` (works before the endpoint starts).
+   * Fails `RpcConnectionError` with reason `Timeout` if the connect (dial, hello, handshake) takes longer than
+   * `options.timeout` (default `RpcConfig.connectTimeout`).
+   */
   readonly connect: <G extends RpcGateway.Any>(
     address: string,
-    gateway: G
+    gateway: G,
+    options?: ConnectOptions | undefined
   ) => Effect.Effect<RpcGateway.Client<G>, RpcConnectionError | RpcServiceStoppedError>
-  /** Connects to a fenced endpoint; every call carries `token`. */
+  /**
+   * Connects to a fenced endpoint; every call carries `token`. The token is checked at connect: one the gateway's
+   * declared token Schema (or else the endpoint's) rejects fails `InvalidToken`, and an endpoint that is not fenced
+   * fails `NotFenced`.
+   */
   readonly connectFenced: <G extends RpcGateway.Any>(
     address: string,
-    token: unknown,
-    gateway: G
+    token: RpcGateway.TokenOf<G>,
+    gateway: G,
+    options?: ConnectOptions | undefined
   ) => Effect.Effect<RpcGateway.Client<G>, RpcConnectionError | RpcServiceStoppedError>
   /** Asks the endpoint to stop; returns at once (await `server.awaitTermination` for the end). */
   readonly stopServer: (server: RpcServer<any, any, any>) => Effect.Effect<void>
   /**
-   * Terminates every endpoint, waits for all of them (even when some fail), then completes; fails with the first
-   * endpoint's termination failure. Idempotent: later calls await the same outcome.
+   * Runs `effect` once after `initialDelay`, or with `period` every period after that (at a fixed rate), on a fiber
+   * of the service (Flink's `RpcService.scheduleRunnable` / `getScheduledExecutor`). It is cancelled at shutdown or
+   * with the returned handle. A failure is logged and ends the schedule (as a Java scheduled executor does).
    */
-  readonly shutdown: Effect.Effect<void, unknown>
-  /** Completes when a shutdown has completed. */
-  readonly awaitTermination: Effect.Effect<void, unknown>
+  readonly scheduleRunnable: <E>(
+    effect: Effect.Effect<void, E>,
+    initialDelay: Duration.Input,
+    period?: Duration.Input | undefined
+  ) => Effect.Effect<ScheduledTask, RpcServiceStoppedError>
+  /**
+   * Terminates every endpoint, waits for all of them (even when some fail), closes every connection and listener,
+   * then completes; fails with `RpcServiceShutdownError` listing the endpoints whose termination failed. Idempotent:
+   * later calls await the same outcome; it runs to the end even if its caller is interrupted.
+   */
+  readonly shutdown: Effect.Effect<void, RpcServiceShutdownError>
+  /** Completes when a shutdown has completed, with its outcome. */
+  readonly awaitTermination: Effect.Effect<void, RpcServiceShutdownError>
   /** Has the service completed its shutdown? */
   readonly isStopped: Effect.Effect<boolean>
   /** The ids of the endpoints that are live on this service. */
   readonly endpointIds: Effect.Effect<ReadonlyArray<string>>
   /** What the service holds right now: its endpoints and their mailboxes, its connections, its calls in flight. */
   readonly introspect: Effect.Effect<Snapshot>
+}
+
+/**
+ * Options of a connect.
+ *
+ * @since 0.2.0
+ */
+export interface ConnectOptions {
+  /** The most the connect may take, dial and handshake included (default `RpcConfig.connectTimeout`). */
+  readonly timeout?: Duration.Input | undefined
+}
+
+/**
+ * A run scheduled with `scheduleRunnable`: cancelling it stops the schedule (a run in progress is interrupted).
+ *
+ * @since 0.2.0
+ */
+export interface ScheduledTask {
+  readonly cancel: Effect.Effect<void>
 }
 
 /**

@@ -75,6 +75,8 @@ export type Message =
     readonly endpointId: string
     readonly gateway: string
     readonly fingerprint: string
+    /** Absent for a plain connect; a fenced connect's token, checked by the endpoint. */
+    readonly token: { readonly value: unknown } | undefined
   }
   | { readonly _tag: "Connected"; readonly id: number; readonly reason: string | null; readonly detail: string }
   | {
@@ -155,9 +157,14 @@ export const hello = (
   receiveWindow: number = windowFor(maximumFrameSize)
 ) => frame([Type.Hello, VERSION, incarnation, service, authority, maximumFrameSize, receiveWindow])
 
-/** The per-gateway handshake request. */
-export const connect = (id: number, endpointId: string, gateway: string, fingerprint: string) =>
-  frame([Type.Connect, id, endpointId, gateway, fingerprint])
+/** The per-gateway handshake request; `token` is present for a fenced connect, so that the endpoint checks it. */
+export const connect = (
+  id: number,
+  endpointId: string,
+  gateway: string,
+  fingerprint: string,
+  token?: { readonly value: unknown } | undefined
+) => frame([Type.Connect, id, endpointId, gateway, fingerprint, token === undefined ? null : [token.value]])
 
 /** The handshake answer: `reason` is null when the endpoint serves the gateway. */
 export const connected = (id: number, reason: string | null, detail: string) =>
@@ -267,8 +274,15 @@ export const decode = (body: Uint8Array): Message | WireError => {
       }
       break
     case Type.Connect:
-      if (m.length === 5 && isId(m[1]) && isString(m[2]) && isString(m[3]) && isString(m[4])) {
-        return { _tag: "Connect", id: m[1], endpointId: m[2], gateway: m[3], fingerprint: m[4] }
+      if (m.length === 6 && isId(m[1]) && isString(m[2]) && isString(m[3]) && isString(m[4]) && isToken(m[5])) {
+        return {
+          _tag: "Connect",
+          id: m[1],
+          endpointId: m[2],
+          gateway: m[3],
+          fingerprint: m[4],
+          token: m[5] === null ? undefined : { value: m[5][0] }
+        }
       }
       break
     case Type.Connected:
@@ -366,12 +380,25 @@ const codecOf = (schema: Schema.Top): Codec => {
   if (schema === Schema.Uint8Array) return bytesCodec
   let codec = codecs.get(schema)
   if (codec === undefined) {
+    codec = makeCodec(schema)
+    codecs.set(schema, codec)
+  }
+  return codec
+}
+
+/**
+ * A Schema SchemaBinary cannot lay out (a `Schema.declare` without a codec: Flink's non-serializable argument, which
+ * only passes by reference in-process) has a codec that fails every value, with why: the caller gets a typed
+ * `RpcSerializationError` (or, for a typed failure, a `RemoteDefectError`) instead of a defect or a lost reply.
+ */
+const makeCodec = (schema: Schema.Top): Codec => {
+  try {
     const binary = SchemaBinary.toCodec(schema as Schema.Codec<unknown, unknown>)
     // The direct encoder skips the generic Schema pipeline where the binary layout validates on its own (about 1.5×
     // faster in bench/encoding.ts); it throws a SchemaError for a value its Schema does not accept.
     const encode = SchemaBinary.encoder(schema as Schema.Codec<unknown, unknown>).encode
     const decode = Schema.decodeUnknownResult(binary)
-    codec = {
+    return {
       encode: (value) => {
         try {
           return Result.succeed(encode(value))
@@ -379,14 +406,20 @@ const codecOf = (schema: Schema.Top): Codec => {
           return Result.fail(describeIssue(error))
         }
       },
-      decode: (wire) =>
-        wire instanceof Uint8Array
-          ? Result.mapError(decode(wire), describeIssue)
-          : Result.fail("the value on the wire is not a byte string")
+      decode: (wire) => {
+        if (!(wire instanceof Uint8Array)) return Result.fail("the value on the wire is not a byte string")
+        try {
+          return Result.mapError(decode(wire), describeIssue)
+        } catch (error) {
+          return Result.fail(describeIssue(error))
+        }
+      }
     }
-    codecs.set(schema, codec)
+  } catch (error) {
+    const unusable = Result.fail(`its Schema cannot cross the wire (${describeIssue(error)}); pass such values ` +
+      `in-process only, or give the Schema a codec`)
+    return { encode: () => unusable, decode: () => unusable }
   }
-  return codec
 }
 
 /** Encodes a value with its Schema into what a frame carries. */

@@ -6,7 +6,9 @@ import { Effect } from "effect"
 import { TestClock } from "effect/testing"
 import { Deadlines } from "../../src/internal/deadlines.js"
 
-const make = Effect.map(Effect.context<never>(), (context) => new Deadlines(context))
+const make = Effect.gen(function*() {
+  return new Deadlines(yield* Effect.context<never>(), yield* Effect.scope)
+})
 
 const none = () => {}
 

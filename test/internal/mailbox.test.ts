@@ -2,8 +2,11 @@
  * The mailbox: strictly serial, in order, no fiber while idle, and robust to a message whose processing dies.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Schema } from "effect"
+import { Context, Deferred, Effect, Exit, Schema, Scope } from "effect"
 import * as Mailbox from "../../src/internal/mailbox.js"
+
+/** The scope the turns of these mailboxes are forked into; never closed but in the test that closes its own. */
+const fiberScope = Scope.makeUnsafe()
 
 const settle = Effect.gen(function*() {
   for (let i = 0; i < 50; i++) yield* Effect.yieldNow
@@ -15,6 +18,7 @@ const recorder = (options?: { readonly throughput?: number; readonly yields?: (n
   let overlaps = 0
   const mailbox = Mailbox.make<number, never>({
     context: Context.empty(),
+    fiberScope,
     throughput: options?.throughput ?? 64,
     process: (n) =>
       Effect.gen(function*() {
@@ -80,6 +84,7 @@ describe("mailbox", () => {
       const make = (name: string) =>
         Mailbox.make<number, never>({
           context: Context.empty(),
+          fiberScope,
           throughput: 1,
           process: (n) => Effect.sync(() => void order.push(`${name}${n}`))
         })
@@ -101,6 +106,7 @@ describe("mailbox", () => {
       const seen: Array<number> = []
       const mailbox = Mailbox.make<number, never>({
         context: Context.empty(),
+        fiberScope,
         throughput: 64,
         process: (n) => n === 2 ? Effect.die("broken") : Effect.sync(() => void seen.push(n))
       })
@@ -116,6 +122,7 @@ describe("mailbox", () => {
       const checks: Array<boolean> = []
       const mailbox: Mailbox.Mailbox<number> = Mailbox.make<number, never>({
         context: Context.empty(),
+        fiberScope,
         throughput: 64,
         process: () => Effect.withFiber((fiber) => Effect.sync(() => void checks.push(mailbox.isMainThread(fiber))))
       })
@@ -143,4 +150,28 @@ describe("mailbox", () => {
         assert.isFalse(mailbox.isActive())
       })
   )
+
+  it.effect("a turn belongs to its owner's scope: closing the scope interrupts a turn still running", () =>
+    Effect.gen(function*() {
+      const owner = Scope.makeUnsafe()
+      const started = yield* Deferred.make<void>()
+      let interrupted = false
+      const mailbox = Mailbox.make<number, never>({
+        context: Context.empty(),
+        fiberScope: owner,
+        throughput: 64,
+        process: () =>
+          Effect.andThen(Deferred.succeed(started, undefined), Effect.never).pipe(
+            Effect.onInterrupt(() => Effect.sync(() => void (interrupted = true)))
+          )
+      })
+      mailbox.offer(1)
+      mailbox.offer(2)
+      yield* Deferred.await(started)
+      assert.isTrue(mailbox.isActive())
+      yield* Scope.close(owner, Exit.void)
+      yield* settle
+      assert.isTrue(interrupted, "the turn was interrupted")
+      assert.isFalse(mailbox.isActive(), "and the mailbox knows it has no turn; it starts none for the message left")
+    }))
 })
