@@ -6,6 +6,9 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { DateTime, Effect, Schema } from "effect"
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import * as SchemaBinary from "effect/encoding/SchemaBinary"
 import { RpcCompatibility, RpcGateway } from "effect-actor-rpc"
 import { decoded, issuesFor, payloadGateway, refused, verdict } from "./fixtures/compat.js"
@@ -593,4 +596,41 @@ describe("RpcCompatibility snapshots", () => {
       assert.deepStrictEqual(RpcCompatibility.check(snapshot, gateway).issues, [])
     }
   })
+})
+
+describe("RpcCompatibility: the README's CI check", () => {
+  const JobMasterV1 = RpcGateway.make("JobMasterGateway", {
+    requestJob: RpcGateway.ask({ payload: Schema.Struct({ jobId: Schema.String }), success: Schema.String })
+  })
+  const compatible = RpcGateway.make("JobMasterGateway", {
+    requestJob: RpcGateway.ask({
+      payload: Schema.Struct({ jobId: Schema.String, priority: Schema.optionalKey(Schema.Number) }),
+      success: Schema.String
+    })
+  })
+  const breaking = RpcGateway.make("JobMasterGateway", {
+    requestJob: RpcGateway.ask({
+      payload: Schema.Struct({ jobId: Schema.String, priority: Schema.Number }),
+      success: Schema.String
+    })
+  })
+
+  // The README's test body, with the released snapshot in a temporary directory.
+  const ciCheck = (released: string, JobMasterGateway: RpcGateway.Any) =>
+    Effect.gen(function*() {
+      const before = yield* RpcCompatibility.decodeSnapshot(readFileSync(released, "utf8"), { source: released })
+      return RpcCompatibility.evaluate(RpcCompatibility.check(before, JobMasterGateway), "both")
+    })
+
+  it.effect("passes for a compatible change and fails with the path of a breaking one", () =>
+    Effect.gen(function*() {
+      const dir = mkdtempSync(join(tmpdir(), "compat-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
+      const released = join(dir, "JobMasterGateway.json")
+      writeFileSync(released, RpcCompatibility.encodeSnapshot(RpcCompatibility.snapshot(JobMasterV1)))
+      assert.isTrue((yield* ciCheck(released, compatible)).accept)
+      const verdict = yield* ciCheck(released, breaking)
+      assert.isFalse(verdict.accept)
+      assert.match(verdict.message, /JobMasterGateway\.requestJob\.payload\.priority \[RequiredFieldAdded/)
+    }))
 })
