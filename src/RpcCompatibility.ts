@@ -135,11 +135,11 @@ const decodeGatewaySnapshot = Schema.decodeUnknownEffect(GatewaySnapshot)
  *
  * @since 0.1.0
  */
-export const decodeSnapshot = (
+export const decodeSnapshot: (
   input: string | Schema.Json,
   options?: { readonly source?: string | undefined } | undefined
-): Effect.Effect<GatewaySnapshot, SnapshotError> =>
-  Effect.gen(function*() {
+) => Effect.Effect<GatewaySnapshot, SnapshotError> = Effect.fn("RpcCompatibility.decodeSnapshot")(
+  function*(input: string | Schema.Json, options?: { readonly source?: string | undefined } | undefined) {
     const source = options?.source ?? "snapshot"
     const fail = (reason: SnapshotError["reason"], detail: string) => new SnapshotError({ reason, source, detail })
     let json: unknown = input
@@ -184,7 +184,8 @@ export const decodeSnapshot = (
       }
     }
     return value
-  })
+  }
+)
 
 // ---------------------------------------------------------------------------------------------------------------
 // The checker

@@ -45,16 +45,15 @@ export class CliFailure extends Schema.TaggedError<CliFailure>()("CliFailure", {
 const usage = (detail: string) =>
   Effect.flatMap(Console.error(detail), () => Effect.fail(new CliFailure({ exitCode: ExitCode.Usage, detail })))
 
-const readSnapshot = (path: string) =>
-  Effect.gen(function*() {
-    const fs = yield* FileSystem.FileSystem
-    const text = yield* fs.readFileString(path).pipe(
-      Effect.catch((error) => usage(`Cannot read the snapshot ${path}: ${error.message}`))
-    )
-    return yield* RpcCompatibility.decodeSnapshot(text, { source: path }).pipe(
-      Effect.catch((error) => usage(error.message))
-    )
-  })
+const readSnapshot = Effect.fnUntraced(function*(path: string) {
+  const fs = yield* FileSystem.FileSystem
+  const text = yield* fs.readFileString(path).pipe(
+    Effect.catch((error) => usage(`Cannot read the snapshot ${path}: ${error.message}`))
+  )
+  return yield* RpcCompatibility.decodeSnapshot(text, { source: path }).pipe(
+    Effect.catch((error) => usage(error.message))
+  )
+})
 
 /** `check <old> <new> [--policy exact|backward|both] [--json]`. */
 export const check = Command.make(
