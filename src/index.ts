@@ -18,6 +18,8 @@ export * as LeaderElectionDriver from "./LeaderElectionDriver.js"
 export * as LeaderToken from "./LeaderToken.js"
 /** Endpoint addresses: `local://`, `rpc://`, `rpcs://`. @since 0.1.0 */
 export * as RpcAddress from "./RpcAddress.js"
+/** Gateway evolution: snapshots and the compatibility checker for rolling upgrades. @since 0.1.0 */
+export * as RpcCompatibility from "./RpcCompatibility.js"
 /** Configuration with documented defaults. @since 0.1.0 */
 export * as RpcConfig from "./RpcConfig.js"
 /** Endpoints: implementations of gateways running on a serial main thread. @since 0.1.0 */
