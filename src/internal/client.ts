@@ -5,6 +5,7 @@
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import { NodeInspectSymbol } from "effect/Inspectable"
 import type * as Fiber from "effect/Fiber"
 import * as Tracer from "effect/Tracer"
@@ -60,6 +61,12 @@ const timedOut = (address: string, method: string, timeoutMillis: number, callSi
   return Effect.fail(
     new RpcTimeoutError({ address, method, timeoutMillis, ...(site === undefined ? {} : { callSite: site }) })
   )
+}
+
+/** Is this the endpoint's answer to an ask it dropped because its deadline had passed (it carries no call site)? */
+const isEndpointTimeout = (exit: Exit.Failure<unknown, unknown>): boolean => {
+  const error = exit.cause.reasons[0]
+  return error?._tag === "Fail" && error.error instanceof RpcTimeoutError && error.error.callSite === undefined
 }
 
 const spanAttributes = (qualified: string, address: string) => ({
@@ -149,7 +156,9 @@ export const make = <G extends RpcGateway.Any>(
           if (settled) return
           settle()
           if (entry !== undefined) origin.deadlines.remove(entry)
-          resume(exit)
+          // The endpoint may find the deadline passed before this side's timer fires: the timeout is then this call's
+          // own, and names where it was made.
+          resume(Exit.isFailure(exit) && isEndpointTimeout(exit) ? timedOut(port.address, qualified, timeoutMillis, callSite) : exit)
         })
         if (settled) return
         if (Number.isFinite(timeoutMillis)) {
