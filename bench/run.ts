@@ -8,7 +8,8 @@
 import { execFileSync, spawn } from "node:child_process"
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs"
 import * as os from "node:os"
-import { join, resolve } from "node:path"
+import { join, relative, resolve, sep } from "node:path"
+import { parseArgs } from "node:util"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
 import { chart } from "./support/chart.js"
@@ -17,11 +18,6 @@ import { compare, systemIds, table } from "./support/report.js"
 import { type Placement, readResults, type Results, type Row } from "./support/results.js"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
-const argv = process.argv.slice(2)
-const option = (name: string) => {
-  const at = argv.indexOf(`--${name}`)
-  return at >= 0 ? argv[at + 1] : undefined
-}
 const log = (line: string) => process.stderr.write(`${line}\n`)
 const usage = (message: string): never => {
   log(`bench: ${message}`)
@@ -29,27 +25,52 @@ const usage = (message: string): never => {
   log("                        [--from src|dist] [--out FILE] [--compare OLD.json [--against NEW.json]]")
   process.exit(2)
 }
+const options = (() => {
+  try {
+    return parseArgs({
+      options: {
+        quick: { type: "boolean", default: false },
+        only: { type: "string" },
+        systems: { type: "string" },
+        placement: { type: "string" },
+        from: { type: "string" },
+        out: { type: "string" },
+        compare: { type: "string" },
+        against: { type: "string" }
+      },
+      strict: true
+    }).values
+  } catch (error) {
+    return usage(error instanceof Error ? error.message : String(error))
+  }
+})()
+const load = (path: string): Results => {
+  try {
+    return readResults(path)
+  } catch (error) {
+    return usage(error instanceof Error ? error.message.replace(/^bench: /, "") : String(error))
+  }
+}
 
 // --- Comparing two saved files: no run -------------------------------------------------------------------------
 
-const compareWith = option("compare")
-const against = option("against")
-if (against !== undefined) {
+const compareWith = options.compare
+if (options.against !== undefined) {
   if (compareWith === undefined) usage("--against needs --compare OLD.json")
-  const comparison = compare(readResults(compareWith!), readResults(against), { before: compareWith!, now: against })
+  const comparison = compare(load(compareWith!), load(options.against), { before: compareWith!, now: options.against })
   console.log(comparison.text)
   process.exit(comparison.regressions.length > 0 ? 1 : 0)
 }
 // Read before the run, so that a wrong path fails in a second rather than after the run.
-const baseline = compareWith === undefined ? undefined : readResults(compareWith)
+const baseline = compareWith === undefined ? undefined : load(compareWith)
 
 // --- The plan ---------------------------------------------------------------------------------------------------
 
-const quick = argv.includes("--quick")
+const quick = options.quick
 // The warm-up is long enough for the JIT to settle: with 0.3 s, each run came out faster than the one before.
 const plan = quick ? { warmup: 1, seconds: 0.5, runs: 3 } : { warmup: 2, seconds: 2, runs: 5 }
-const only = option("only")?.split(",")
-const systems = (option("systems") ?? systemIds.join(",")).split(",")
+const only = options.only?.split(",")
+const systems = (options.systems ?? systemIds.join(",")).split(",")
 for (const system of systems) {
   if (!(systemIds as ReadonlyArray<string>).includes(system)) usage(`unknown system ${system}; known: ${systemIds.join(", ")}`)
 }
@@ -71,7 +92,7 @@ const wanted = (workload: string) => only === undefined || only.some((word) => w
  * use a whole core). `--placement same|separate|none` forces one placement for every remote workload (`none`
  * leaves it to the OS). Each row records its placement.
  */
-const placementOption = option("placement") ?? "auto"
+const placementOption = options.placement ?? "auto"
 if (!["auto", "same", "separate", "none"].includes(placementOption)) {
   usage(`--placement must be auto, same, separate or none, not ${placementOption}`)
 }
@@ -95,7 +116,7 @@ const SOURCE_CONDITION: string | undefined = undefined
 
 const hasDist = existsSync(join(root, "dist", "index.js"))
 /** Which build of the library the system processes load: dist (what users run) once it exists, else src. */
-const from = option("from") ?? (hasDist ? "dist" : "src")
+const from = options.from ?? (hasDist ? "dist" : "src")
 if (from !== "src" && from !== "dist") usage(`--from must be src or dist, not ${from}`)
 if (from === "dist" && !hasDist) usage("--from dist: there is no dist/index.js; run npm run build first")
 
@@ -108,6 +129,29 @@ if (from === "dist" && newest(join(root, "src")) > statSync(join(root, "dist", "
   log("bench: warning: src/ has changed since dist/ was built; run npm run build to measure the current code")
 }
 
+/** The Node flags that choose which build of the library `effect-actor-rpc` resolves to. */
+const libraryFlags = from === "src" && SOURCE_CONDITION !== undefined ? [`--conditions=${SOURCE_CONDITION}`] : []
+
+/**
+ * Where `effect-actor-rpc` resolves for a process started with `libraryFlags`, relative to the repository. Checked
+ * once here, so that a wrong `--from` fails at once rather than in every system process (each checks again on start,
+ * bench/support/driver.ts).
+ */
+const library = (() => {
+  const script = `process.stdout.write(import.meta.resolve("effect-actor-rpc"))`
+  const url = execFileSync(process.execPath, [...libraryFlags, "--input-type=module", "--eval", script], {
+    cwd: root,
+    encoding: "utf8"
+  })
+  return relative(root, fileURLToPath(url))
+})()
+if (!library.startsWith(`${from}${sep}`)) {
+  usage(
+    `--from ${from}: effect-actor-rpc resolves to ${library}` +
+      (from === "dist" ? "; the package's exports do not point at dist/ yet" : "; check SOURCE_CONDITION in bench/run.ts")
+  )
+}
+
 /** Node's own flags for a process, its cores (`taskset -c`), and whether the orchestrator writes to its stdin. */
 interface LaunchOptions {
   readonly nodeFlags?: ReadonlyArray<string>
@@ -117,14 +161,14 @@ interface LaunchOptions {
 
 /**
  * The one place that decides how a process of the bench starts: Node itself (the project's Node 22, the one running
- * this orchestrator), the bench's own TypeScript through tsx, the library from `from` (checked by every system
- * process on start, bench/support/driver.ts), pinned with taskset when asked.
+ * this orchestrator), the library from `from` (`libraryFlags`), the bench's own TypeScript through tsx, pinned with
+ * taskset when asked.
  */
 const command = (file: string, args: ReadonlyArray<string>, options: LaunchOptions) => {
   const node = [
     process.execPath,
     ...(options.nodeFlags ?? []),
-    ...(from === "src" && SOURCE_CONDITION !== undefined ? [`--conditions=${SOURCE_CONDITION}`] : []),
+    ...libraryFlags,
     "--import",
     "tsx",
     `bench/systems/${file}.ts`,
@@ -309,7 +353,7 @@ const elapsed = () => `${((performance.now() - startedAt) / 1000).toFixed(0).pad
 
 log(
   `bench: ${quick ? "quick" : "full"} plan, ${plan.runs} runs of ${plan.seconds} s after ${plan.warmup} s of ` +
-    `warm-up; placement ${canPin ? placementOption : "none (cannot pin)"}; library from ${from}/`
+    `warm-up; placement ${canPin ? placementOption : "none (cannot pin)"}; library ${library}`
 )
 // Workload by workload, every system in turn, so that a change in the machine's load over the run shifts the
 // systems' figures of one workload together. A server per row: its core depends on the placement, and no row
@@ -362,11 +406,11 @@ const results: Results = {
   machine: `${cpus[0]?.model ?? "unknown CPU"}, ${cpus.length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}`,
   node: process.version,
   effect: effectVersion,
-  plan: { quick, placement: canPin ? placementOption : "none", from, ...plan },
+  plan: { quick, placement: canPin ? placementOption : "none", from, library, ...plan },
   rows
 }
 // A partial run (--only, --systems) prints its table but leaves the recorded results of the last full run alone.
-const out = option("out") ?? (only === undefined && option("systems") === undefined ? "bench/results.json" : undefined)
+const out = options.out ?? (only === undefined && options.systems === undefined ? "bench/results.json" : undefined)
 if (out !== undefined) {
   writeFileSync(resolve(root, out), `${JSON.stringify(results, null, 2)}\n`)
   const svg = out === "bench/results.json" ? "docs/bench.svg" : out.replace(/\.json$/, "") + ".svg"

@@ -22,13 +22,14 @@ const ratio = (us: Row | undefined, other: Row | undefined) =>
     ? "—"
     : `${oriented(us.metric, us.median, other.median).toFixed(2)}×`
 
-/** Lines of aligned columns: text columns (the first `left`) padded right, figures padded left. */
-const align = (lines: ReadonlyArray<ReadonlyArray<string>>, left: number): Array<string> => {
+/** Lines of aligned columns: text columns (those in `left`) padded right, figures padded left. */
+const align = (lines: ReadonlyArray<ReadonlyArray<string>>, left: ReadonlyArray<number>): Array<string> => {
   const widths = lines[0]!.map((_, column) => Math.max(...lines.map((line) => line[column]!.length)))
   const out: Array<string> = []
   for (const [index, line] of lines.entries()) {
     out.push(
-      line.map((cell, column) => column < left ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!)).join("  ")
+      line.map((cell, column) => left.includes(column) ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))
+        .join("  ")
         .trimEnd()
     )
     if (index === 0) out.push(widths.map((width) => "-".repeat(width)).join("  "))
@@ -62,7 +63,7 @@ export const table = (rows: ReadonlyArray<Row>): string => {
   }
   const used = [...new Set(rows.map((row) => row.placement))]
   return [
-    ...align(lines, 3),
+    ...align(lines, [0, 1, 2]),
     "ratios: above 1× means us is better (for latencies, bytes and ms: lower)",
     ...used.map((placement) => `placement ${placement}: ${placementLegend[placement]}`)
   ].join("\n")
@@ -84,7 +85,7 @@ export interface Comparison {
  */
 export const compare = (before: Results, now: Results, names: { readonly before: string; readonly now: string }) => {
   const previous = new Map(before.rows.map((row) => [rowKey(row), row]))
-  const lines: Array<Array<string>> = [["workload", "placement", "metric", "system", "before", "now", "now/before", ""]]
+  const lines: Array<Array<string>> = [["workload", "placement", "metric", "system", "before", "now", "now/before", "note"]]
   const regressions: Array<string> = []
   const matched = new Set<string>()
   for (const row of now.rows) {
@@ -118,11 +119,13 @@ export const compare = (before: Results, now: Results, names: { readonly before:
   const describe = (rows: ReadonlyArray<Row>) =>
     [...new Set(rows.map((row) => `${row.workload} (${row.placement}) ${row.system}`))].join(", ")
   const plan = (results: Results) =>
-    `${results.plan.quick ? "quick" : "full"} plan, from ${results.plan.from ?? "src"}, node ${results.node}`
+    `${results.plan.quick ? "quick" : "full"} plan, library from ${results.plan.from ?? "src"}, node ${results.node}, ` +
+    `effect ${results.effect}, ${results.machine}`
   const text = [
     `now: ${names.now} (${plan(now)})`,
     `before: ${names.before} (${plan(before)})`,
-    ...(lines.length > 1 ? align(lines, 4) : ["no row is in both files"]),
+    ...(plan(now) === plan(before) ? [] : ["warning: the two files were measured differently (above); compare with care"]),
+    ...(lines.length > 1 ? align(lines, [0, 1, 2, 3, 7]) : ["no row is in both files"]),
     "now/before: above 1× means better now (for latencies, bytes and ms: lower)",
     ...(onlyNow.length > 0 ? [`only now: ${describe(onlyNow)}`] : []),
     ...(onlyBefore.length > 0 ? [`only before: ${describe(onlyBefore)}`] : []),

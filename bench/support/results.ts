@@ -42,6 +42,8 @@ export interface Results {
     readonly runs: number
     /** Which build of the library the system processes loaded: `src` or `dist` (absent in older files: src). */
     readonly from?: string
+    /** The file `effect-actor-rpc` resolved to, relative to the repository (`dist/index.js`). */
+    readonly library?: string
   }
   readonly rows: ReadonlyArray<Row>
 }
