@@ -27,7 +27,8 @@ export interface RemoteWorkload {
   readonly targets: number
 }
 
-const ask = (bytes: number, inFlight: number, more: Partial<RemoteWorkload> = {}): RemoteWorkload => ({
+/** A workload of `bytes`-byte asks, `inFlight` per client, one client and one target unless `more` says otherwise. */
+const shape = (bytes: number, inFlight: number, more: Partial<RemoteWorkload> = {}): RemoteWorkload => ({
   bytes,
   inFlight,
   kind: "ask",
@@ -38,16 +39,16 @@ const ask = (bytes: number, inFlight: number, more: Partial<RemoteWorkload> = {}
 
 /** The remote workloads; their ids are fixed (the issue's check reads them). */
 export const remoteWorkloads: Readonly<Record<string, RemoteWorkload>> = {
-  "ask-32B-seq": ask(32, 1),
-  "ask-1KiB-seq": ask(1024, 1),
-  "ask-64KiB-seq": ask(65536, 1),
-  "ask-32B-16": ask(32, 16),
-  "ask-32B-256": ask(32, 256),
-  "ask-1KiB-256": ask(1024, 256),
-  "ask-64KiB-256": ask(65536, 256),
-  "tell-32B-remote": ask(32, 1, { kind: "tell" }),
-  "ask-32B-fanin-8": ask(32, 32, { clients: 8 }),
-  "ask-32B-fanout-100": ask(32, 256, { targets: 100 })
+  "ask-32B-seq": shape(32, 1),
+  "ask-1KiB-seq": shape(1024, 1),
+  "ask-64KiB-seq": shape(65536, 1),
+  "ask-32B-16": shape(32, 16),
+  "ask-32B-256": shape(32, 256),
+  "ask-1KiB-256": shape(1024, 256),
+  "ask-64KiB-256": shape(65536, 256),
+  "tell-32B-remote": shape(32, 1, { kind: "tell" }),
+  "ask-32B-fanin-8": shape(32, 32, { clients: 8 }),
+  "ask-32B-fanout-100": shape(32, 256, { targets: 100 })
 }
 
 /** A sequential workload: one ask at a time from one client, the rows measured with both placements. */
