@@ -72,7 +72,9 @@ const plan = quick ? { warmup: 1, seconds: 0.5, runs: 3 } : { warmup: 2, seconds
 const only = options.only?.split(",")
 const systems = (options.systems ?? systemIds.join(",")).split(",")
 for (const system of systems) {
-  if (!(systemIds as ReadonlyArray<string>).includes(system)) usage(`unknown system ${system}; known: ${systemIds.join(", ")}`)
+  if (!(systemIds as ReadonlyArray<string>).includes(system)) {
+    usage(`unknown system ${system}; known: ${systemIds.join(", ")}`)
+  }
 }
 /** The file of each system's server and client. */
 const systemFiles: Readonly<Record<string, string>> = {
@@ -148,7 +150,9 @@ const library = (() => {
 if (!library.startsWith(`${from}${sep}`)) {
   usage(
     `--from ${from}: effect-actor-rpc resolves to ${library}` +
-      (from === "dist" ? "; the package's exports do not point at dist/ yet" : "; check SOURCE_CONDITION in bench/run.ts")
+      (from === "dist"
+        ? "; the package's exports do not point at dist/ yet"
+        : "; check SOURCE_CONDITION in bench/run.ts")
   )
 }
 
@@ -338,7 +342,7 @@ const fanIn = async (file: string, workload: string, clients: number, placement:
       skew = Math.max(skew, Math.max(...starts) - Math.min(...starts))
     }
     if (skew > plan.seconds * 1000 * 0.1) {
-      log(`  warning: the ${clients} clients' runs started up to ${skew.toFixed(0)} ms apart (runs of ${plan.seconds} s)`)
+      log(`  warning: the ${clients} clients' runs started up to ${skew.toFixed(0)} ms apart (${plan.seconds} s runs)`)
     }
     return { runs, skew }
   } finally {
@@ -399,11 +403,12 @@ log(`${elapsed()}  done`)
 
 console.log(table(rows))
 
-const effectVersion = (JSON.parse(readFileSync(`${root}node_modules/effect/package.json`, "utf8")) as { version: string })
-  .version
+const effectVersion =
+  (JSON.parse(readFileSync(`${root}node_modules/effect/package.json`, "utf8")) as { version: string }).version
 const cpus = os.cpus()
 const results: Results = {
-  machine: `${cpus[0]?.model ?? "unknown CPU"}, ${cpus.length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}`,
+  machine: `${cpus[0]?.model ?? "unknown CPU"}, ${cpus.length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ` +
+    `${os.type()} ${os.release()}`,
   node: process.version,
   effect: effectVersion,
   plan: { quick, placement: canPin ? placementOption : "none", from, library, ...plan },

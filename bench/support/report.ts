@@ -39,7 +39,16 @@ const align = (lines: ReadonlyArray<ReadonlyArray<string>>, left: ReadonlyArray<
 
 /** The table of a run: one line per workload, placement and metric, one column per system, then us's ratios. */
 export const table = (rows: ReadonlyArray<Row>): string => {
-  const header = ["workload", "placement", "metric", ...systemIds, "spread (us)", "us/raw", "us/effect-rpc", "us/grpc-js"]
+  const header = [
+    "workload",
+    "placement",
+    "metric",
+    ...systemIds,
+    "spread (us)",
+    "us/raw",
+    "us/effect-rpc",
+    "us/grpc-js"
+  ]
   const lines: Array<Array<string>> = [header]
   const byKey = new Map(rows.map((row) => [rowKey(row), row]))
   const find = (row: Row, system: string) => byKey.get(rowKey({ ...row, system }))
@@ -85,7 +94,8 @@ export interface Comparison {
  */
 export const compare = (before: Results, now: Results, names: { readonly before: string; readonly now: string }) => {
   const previous = new Map(before.rows.map((row) => [rowKey(row), row]))
-  const lines: Array<Array<string>> = [["workload", "placement", "metric", "system", "before", "now", "now/before", "note"]]
+  const header = ["workload", "placement", "metric", "system", "before", "now", "now/before", "note"]
+  const lines: Array<Array<string>> = [header]
   const regressions: Array<string> = []
   const matched = new Set<string>()
   for (const row of now.rows) {
@@ -97,7 +107,9 @@ export const compare = (before: Results, now: Results, names: { readonly before:
       : row.median < old.median * (1 - REGRESSION)
     const overlap = row.min <= old.max && old.min <= row.max
     const flagged = row.system === "us" && worse
-    const ratioText = old.median === 0 || row.median === 0 ? "—" : `${oriented(row.metric, row.median, old.median).toFixed(2)}×`
+    const ratioText = old.median === 0 || row.median === 0
+      ? "—"
+      : `${oriented(row.metric, row.median, old.median).toFixed(2)}×`
     if (flagged) {
       regressions.push(
         `${row.workload} (${row.placement}) ${row.metric}: ${figure(old.median)} → ${figure(row.median)} ${row.unit}`
@@ -119,12 +131,15 @@ export const compare = (before: Results, now: Results, names: { readonly before:
   const describe = (rows: ReadonlyArray<Row>) =>
     [...new Set(rows.map((row) => `${row.workload} (${row.placement}) ${row.system}`))].join(", ")
   const plan = (results: Results) =>
-    `${results.plan.quick ? "quick" : "full"} plan, library from ${results.plan.from ?? "src"}, node ${results.node}, ` +
+    `${results.plan.quick ? "quick" : "full"} plan, library from ${results.plan.from ?? "src"}, ` +
+    `node ${results.node}, ` +
     `effect ${results.effect}, ${results.machine}`
   const text = [
     `now: ${names.now} (${plan(now)})`,
     `before: ${names.before} (${plan(before)})`,
-    ...(plan(now) === plan(before) ? [] : ["warning: the two files were measured differently (above); compare with care"]),
+    ...(plan(now) === plan(before)
+      ? []
+      : ["warning: the two files were measured differently (above); compare with care"]),
     ...(lines.length > 1 ? align(lines, [0, 1, 2, 3, 7]) : ["no row is in both files"]),
     "now/before: above 1× means better now (for latencies, bytes and ms: lower)",
     ...(onlyNow.length > 0 ? [`only now: ${describe(onlyNow)}`] : []),

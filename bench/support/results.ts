@@ -91,4 +91,5 @@ export const readResults = (path: string): Results => {
 }
 
 /** The key that identifies a row across files. */
-export const rowKey = (row: Row): string => `${row.workload}\u0000${row.placement}\u0000${row.system}\u0000${row.metric}`
+export const rowKey = (row: Row): string =>
+  `${row.workload}\u0000${row.placement}\u0000${row.system}\u0000${row.metric}`

@@ -143,6 +143,8 @@ const role = process.argv[2]
 if (role === "server") NodeRuntime.runMain(server(serverWorkload()), { teardown })
 else if (role === "client") NodeRuntime.runMain(client(clientArgs()), { teardown })
 else {
-  console.error("usage: tsx bench/systems/effect-rpc.ts server --workload ID | client --workload ID --port P [--runs N ...]")
+  console.error(
+    "usage: tsx bench/systems/effect-rpc.ts server --workload ID | client --workload ID --port P [--runs N ...]"
+  )
   process.exit(2)
 }

@@ -156,7 +156,10 @@ const perAsk = (transport: "local" | "tcp") =>
     const { asks, heap } = result
     if (asks.answered !== asks.count || asks.gateOpenedBy !== "count" || heap.asksInFlight === 0) {
       return yield* Effect.die(
-        new Error(`memory-per-ask over ${transport}: the asks were not all in flight and answered: ${result.problems.join("; ")}`)
+        new Error(
+          `memory-per-ask over ${transport}: the asks were not all in flight and answered: ` +
+            result.problems.join("; ")
+        )
       )
     }
     if (result.problems.length > 0) {

@@ -168,7 +168,7 @@ if (role === "server") server()
 else if (role === "client") await client()
 else {
   console.error(
-    "usage: tsx bench/systems/raw.ts server --workload ID | client --workload ID --port P [--runs N --seconds S --warmup S]"
+    "usage: tsx bench/systems/raw.ts server --workload ID | client --workload ID --port P [--runs N --seconds S ...]"
   )
   process.exit(2)
 }

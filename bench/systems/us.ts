@@ -119,7 +119,7 @@ if (role === "server") NodeRuntime.runMain(server, { teardown })
 else if (role === "client") NodeRuntime.runMain(client, { teardown })
 else {
   console.error(
-    "usage: tsx bench/systems/us.ts server --workload ID | client --workload ID --port P [--runs N --seconds S --warmup S]"
+    "usage: tsx bench/systems/us.ts server --workload ID | client --workload ID --port P [--runs N --seconds S ...]"
   )
   process.exit(2)
 }
