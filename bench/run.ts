@@ -111,16 +111,19 @@ const cores = (placement: Placement, role: "server" | "client"): string | undefi
 
 /**
  * The export condition under which `effect-actor-rpc` resolves to the TypeScript sources (src/) instead of the
- * compiled package (dist/). Until the packaging work defines it, the package's exports point at src/ directly and no
- * condition is passed; wire its name here when it lands.
+ * compiled package (dist/); CONTRIBUTING.md. The repository's .npmrc puts it in NODE_OPTIONS for every npm script,
+ * so the orchestrator runs with it; the system processes get it only with `--from src`.
  */
-const SOURCE_CONDITION: string | undefined = undefined
+const SOURCE_CONDITION = "effect-actor-rpc-source"
 
 const hasDist = existsSync(join(root, "dist", "index.js"))
 /** Which build of the library the system processes load: dist (what users run) once it exists, else src. */
 const from = options.from ?? (hasDist ? "dist" : "src")
 if (from !== "src" && from !== "dist") usage(`--from must be src or dist, not ${from}`)
 if (from === "dist" && !hasDist) usage("--from dist: there is no dist/index.js; run npm run build first")
+if (options.from === undefined && !hasDist) {
+  log("bench: no build in dist/, so the library runs from src/; npm run build first to measure what users run")
+}
 
 const newest = (dir: string): number =>
   readdirSync(dir, { withFileTypes: true }).reduce((latest, entry) => {
@@ -132,7 +135,30 @@ if (from === "dist" && newest(join(root, "src")) > statSync(join(root, "dist", "
 }
 
 /** The Node flags that choose which build of the library `effect-actor-rpc` resolves to. */
-const libraryFlags = from === "src" && SOURCE_CONDITION !== undefined ? [`--conditions=${SOURCE_CONDITION}`] : []
+const libraryFlags = from === "src" ? [`--conditions=${SOURCE_CONDITION}`] : []
+
+/**
+ * The environment of every process the bench starts: the orchestrator's, with the source condition taken out of
+ * NODE_OPTIONS (where .npmrc puts it), so that only `libraryFlags` decide, and `BENCH_FROM` for the processes' own
+ * check.
+ */
+const childEnv = (() => {
+  const words = (process.env.NODE_OPTIONS ?? "").split(/\s+/).filter((word) => word !== "")
+  const kept: Array<string> = []
+  for (let i = 0; i < words.length; i++) {
+    const word = words[i]!
+    if (word === `--conditions=${SOURCE_CONDITION}` || word === `-C=${SOURCE_CONDITION}`) continue
+    if ((word === "--conditions" || word === "-C") && words[i + 1] === SOURCE_CONDITION) {
+      i++
+      continue
+    }
+    kept.push(word)
+  }
+  const env: Record<string, string | undefined> = { ...process.env, BENCH_FROM: from }
+  if (kept.length > 0) env.NODE_OPTIONS = kept.join(" ")
+  else delete env.NODE_OPTIONS
+  return env
+})()
 
 /**
  * Where `effect-actor-rpc` resolves for a process started with `libraryFlags`, relative to the repository. Checked
@@ -143,6 +169,7 @@ const library = (() => {
   const script = `process.stdout.write(import.meta.resolve("effect-actor-rpc"))`
   const url = execFileSync(process.execPath, [...libraryFlags, "--input-type=module", "--eval", script], {
     cwd: root,
+    env: childEnv,
     encoding: "utf8"
   })
   return relative(root, fileURLToPath(url))
@@ -151,8 +178,8 @@ if (!library.startsWith(`${from}${sep}`)) {
   usage(
     `--from ${from}: effect-actor-rpc resolves to ${library}` +
       (from === "dist"
-        ? "; the package's exports do not point at dist/ yet"
-        : "; check SOURCE_CONDITION in bench/run.ts")
+        ? "; is NODE_OPTIONS setting another condition?"
+        : "; check SOURCE_CONDITION in bench/run.ts against package.json's exports")
   )
 }
 
@@ -187,7 +214,7 @@ const launch = (file: string, args: ReadonlyArray<string>, options: LaunchOption
   const [program, ...rest] = command(file, args, options)
   const child = spawn(program!, rest, {
     cwd: root,
-    env: { ...process.env, BENCH_FROM: from },
+    env: childEnv,
     stdio: [options.stdin === true ? "pipe" : "ignore", "pipe", "pipe"]
   })
   let stderr = ""
