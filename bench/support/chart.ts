@@ -21,7 +21,13 @@ const placementLabel: Readonly<Record<Placement, string>> = {
 const escape = (text: string) => text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
 
 const short = (value: number) =>
-  value >= 10_000 ? `${Math.round(value / 1000)}k` : value >= 1000 ? `${(value / 1000).toFixed(1)}k` : `${Math.round(value)}`
+  value >= 1_000_000
+    ? `${(value / 1_000_000).toFixed(1)}M`
+    : value >= 10_000
+    ? `${Math.round(value / 1000)}k`
+    : value >= 1000
+    ? `${(value / 1000).toFixed(1)}k`
+    : `${Math.round(value)}`
 
 /** The SVG text of the chart of `rows`' calls/s for `workloads` (in that order), captioned with where it ran. */
 export const chart = (
