@@ -5,11 +5,13 @@
  *   node --expose-gc --import tsx bench/systems/local.ts --workload local-ask --runs 3 --seconds 1 --warmup 0.5
  *
  * Workloads: local-ask (one caller, one ask at a time), local-tell (one caller; the clock stops when the endpoint
- * has handled the last tell), idle-endpoint-heap (10k and 100k started endpoints), start-100k-endpoints.
+ * has handled the last tell), idle-endpoint-heap (10k and 100k started endpoints), start-100k-endpoints,
+ * memory-per-ask (the heap an ask in flight holds, in process and over TCP, measured by `npm run load`'s engine).
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Effect, Schema } from "effect"
 import { RpcEndpoint, RpcGateway, RpcService, type RpcServer } from "effect-actor-rpc"
+import * as Load from "../../test/load/load.js"
 import { clientArgs, measureEffect, report } from "../support/driver.js"
 
 const Counter = RpcGateway.make("Counter", {
@@ -140,11 +142,48 @@ const start100k = Effect.gen(function*() {
   return runs
 })
 
+/**
+ * Bytes of heap per ask in flight, both sides together, measured exactly as `npm run load` does (test/load/load.ts,
+ * its defaults: 100 endpoints, 10,000 asks, warm-up included): the endpoints hold every reply until the last ask
+ * has arrived, and the heap after a forced collection at that moment, less the baseline taken after the warm-up,
+ * is divided by the number of asks. Both services are in this process, over TCP on 127.0.0.1 or in-process.
+ * A run fails unless every ask was answered and all of them were in flight together.
+ */
+const perAsk = (transport: "local" | "tcp") =>
+  Effect.gen(function*() {
+    // 10,000 tells as well, so that the warm-up before the baseline is npm run load's (min(10,000, tells) tells);
+    // no phase of large payloads, which comes after the figure and only costs time here.
+    const result = yield* Load.run({ transport, asks: 10_000, tells: 10_000, bulkAsks: 0 })
+    const { asks, heap } = result
+    if (asks.answered !== asks.count || asks.gateOpenedBy !== "count" || heap.asksInFlight === 0) {
+      return yield* Effect.die(
+        new Error(
+          `memory-per-ask over ${transport}: the asks were not all in flight and answered: ` +
+            result.problems.join("; ")
+        )
+      )
+    }
+    if (result.problems.length > 0) {
+      console.error(`memory-per-ask over ${transport}: the load run reported: ${result.problems.join("; ")}`)
+    }
+    return (heap.asksInFlight - heap.baseline) / asks.count
+  })
+
+/** At most 3 runs: each takes seconds, and the figure varies by a few bytes between runs. */
+const memoryPerAsk = Effect.gen(function*() {
+  const runs: Array<{ bytes_per_ask_local: number; bytes_per_ask_tcp: number }> = []
+  for (let i = 0; i < Math.min(args.runs, 3); i++) {
+    runs.push({ bytes_per_ask_local: yield* perAsk("local"), bytes_per_ask_tcp: yield* perAsk("tcp") })
+  }
+  return runs
+})
+
 const workloads: Record<string, Effect.Effect<ReadonlyArray<object>, unknown, import("effect").Scope.Scope>> = {
   "local-ask": localAsk,
   "local-tell": localTell,
   "idle-endpoint-heap": idleHeap,
-  "start-100k-endpoints": start100k
+  "start-100k-endpoints": start100k,
+  "memory-per-ask": memoryPerAsk
 }
 
 const workload = workloads[args.workload]
