@@ -165,7 +165,8 @@ const makeRemote = (options: TlsOptions | undefined, tls: boolean) =>
         lookup: (endpointId) => service.endpoint(endpointId),
         instruments: service.instruments,
         tracing: service.tracing,
-        context: yield* Effect.context<never>()
+        context: yield* Effect.context<never>(),
+        verdicts: service.verdicts
       },
       listen,
       settings
