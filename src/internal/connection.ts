@@ -155,6 +155,7 @@ export class Connection implements Heartbeat.Watched, ServingConnection {
     return {
       peer: this.peerLabel,
       peerService: this.peer?.service,
+      peerIncarnation: this.peer?.incarnation,
       direction: this.direction,
       state: this.state,
       callsOut,

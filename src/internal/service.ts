@@ -151,6 +151,11 @@ export class LocalService implements RpcServiceShape, EndpointOwner {
     return this.endpoints.get(endpointId)
   }
 
+  /** The `host:port` this service advertises; undefined in-process. */
+  get authority(): string | undefined {
+    return this.transport?.authority
+  }
+
   /** How many connections the service's transport has open (0 without one). */
   get connectionCount(): number {
     return this.transport?.connectionCount ?? 0
