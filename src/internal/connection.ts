@@ -226,7 +226,8 @@ export class Connection implements Heartbeat.Watched, ServingConnection {
           if (answer._tag === "Refused") return resume(Effect.fail(fail(answer.refusal)))
           if (differences !== undefined) {
             // The endpoint has this side's snapshot already: asking again would go round for ever.
-            return this.protocolError(`the endpoint of ${gateway.name} asked for the caller's snapshot twice`)
+            this.protocolError(`the endpoint of ${gateway.name} asked for the caller's snapshot twice`)
+            return resume(Effect.fail(fail(this.closedBecause!)))
           }
           const mismatch = (detail: string) => resume(Effect.fail(fail({ reason: "GatewayMismatch", detail })))
           const theirs = Exchange.readPeerSnapshot(answer.snapshot, gateway.name, undefined, "the endpoint's")

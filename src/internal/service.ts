@@ -307,18 +307,21 @@ export class LocalService implements RpcServiceShape, EndpointOwner {
     }
     const served = servedGateway(runtime, gateway.name)
     if (isRefusal(served)) return Result.fail(served)
-    const refusal = runtime.checkConnectToken(token)
-    if (refusal !== undefined) return Result.fail(refusal)
+    const checkToken = () => {
+      const refusal = runtime.checkConnectToken(token)
+      return refusal === undefined ? undefined : Result.fail(refusal)
+    }
     // The same gateway object needs no fingerprint (computing one costs a Schema walk).
     if (served === gateway || served.fingerprint === gateway.fingerprint) {
-      return Result.succeed({ _tag: "Local", runtime, crossing: undefined })
+      return checkToken() ?? Result.succeed({ _tag: "Local", runtime, crossing: undefined })
     }
-    // Another version of the gateway in the same process: judged as a remote connect would be, by this service's
-    // policy (the caller's and the endpoint's service may differ; both must accept).
-    const judgement = this.judgeLocal(service, gateway, served)
-    if (judgement !== undefined) return Result.fail({ reason: "GatewayMismatch", detail: judgement })
-    const verdict = this.verdicts.judge("", Exchange.snapshotOf(gateway), Exchange.snapshotOf(served), "this service")
-    return Result.succeed({ _tag: "Local", runtime, crossing: { served, judgement: verdict } })
+    // Another version of the gateway in the same process: judged as a remote connect would be, by both services'
+    // policies (the caller's and the endpoint's may be two services), before the token, as over the wire.
+    const refusal = this.judgeLocal(service, gateway, served)
+    if (refusal !== undefined) return Result.fail({ reason: "GatewayMismatch", detail: refusal })
+    const judgement = this.verdicts.judge("", Exchange.snapshotOf(gateway), Exchange.snapshotOf(served), "this service")
+    if (!judgement.accept) return Result.fail({ reason: "GatewayMismatch", detail: judgement.message })
+    return checkToken() ?? Result.succeed({ _tag: "Local", runtime, crossing: { served, judgement } })
   }
 
   /** Why the endpoint's service refuses a local caller's version of a gateway, if it does. */

@@ -134,8 +134,9 @@ export class Serving {
     }
     const served = servedGateway(recipient, connect.gateway)
     if (isRefusal(served)) return answer(served)
-    const refusal = recipient.checkConnectToken(connect.token === undefined ? NoToken : connect.token.value)
-    if (refusal !== undefined || served.fingerprint === connect.fingerprint) return answer(refusal)
+    // The versions first: a token Schema that changed is a difference to name by path, not an invalid token.
+    const tokenRefusal = () => recipient.checkConnectToken(connect.token === undefined ? NoToken : connect.token.value)
+    if (served.fingerprint === connect.fingerprint) return answer(tokenRefusal())
     const peer = this.connection.peer!.incarnation
     const who = "the endpoint's service"
     let judgement = owner.verdicts.cached(peer, connect.fingerprint, served.fingerprint, who)
@@ -146,7 +147,8 @@ export class Serving {
       judgement = owner.verdicts.judge(peer, theirs.success, Exchange.snapshotOf(served), who)
     }
     if (!judgement.accept) return answer({ reason: "GatewayMismatch", detail: judgement.message })
-    answer(undefined, judgement.notServed)
+    const refusal = tokenRefusal()
+    answer(refusal, refusal === undefined ? judgement.notServed : undefined)
   }
 
   /** The address and qualified method of a call: only errors need them, so only error paths build them. */
