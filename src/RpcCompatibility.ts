@@ -16,8 +16,8 @@
  */
 import * as Effect from "effect/Effect"
 import { hasProperty } from "effect/Predicate"
-import * as Schema from "effect/Schema"
 import * as Result from "effect/Result"
+import * as Schema from "effect/Schema"
 import * as Compatibility from "./internal/compatibility.js"
 import * as Snapshot from "./internal/snapshot.js"
 import type * as RpcGateway from "./RpcGateway.js"

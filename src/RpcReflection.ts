@@ -150,7 +150,9 @@ export const Gateway = RpcGateway.make("RpcReflection", {
 export const addressOf = (address: string): Result.Result<string, string> => {
   const match = /^(local|rpcs?):\/\/([^/]+)\/?/.exec(address)
   if (match === null) {
-    return Result.fail(`"${address}" is not a service address; expected rpc://host:port, rpcs://host:port or local://service`)
+    return Result.fail(
+      `"${address}" is not a service address; expected rpc://host:port, rpcs://host:port or local://service`
+    )
   }
   // The connect checks the host and port; this module stays a definition that loads no socket module.
   return Result.succeed(`${match[1]}://${match[2]}/${ENDPOINT_ID}`)

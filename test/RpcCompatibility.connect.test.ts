@@ -29,7 +29,10 @@ const V1 = RpcGateway.make("G", {
 })
 /** An optional payload field, and two methods v1 lacks: compatible both ways. */
 const V2 = RpcGateway.make("G", {
-  get: RpcGateway.ask({ payload: Schema.Struct({ a: Schema.String, b: Schema.optionalKey(Schema.Number) }), success: Schema.String }),
+  get: RpcGateway.ask({
+    payload: Schema.Struct({ a: Schema.String, b: Schema.optionalKey(Schema.Number) }),
+    success: Schema.String
+  }),
   note: RpcGateway.tell({ payload: Schema.String }),
   extra: RpcGateway.ask({ success: Schema.Number }),
   shout: RpcGateway.tell({ payload: Schema.String })
@@ -48,7 +51,8 @@ const endpointOf = (gateway: RpcGateway.Any, id: string, notes: Array<string> = 
     init: () =>
       Effect.succeed({
         handlers: {
-          get: (payload: { readonly a: string; readonly b?: number }) => Effect.succeed(`${id} read ${JSON.stringify(payload)}`),
+          get: (payload: { readonly a: string; readonly b?: number }) =>
+            Effect.succeed(`${id} read ${JSON.stringify(payload)}`),
           note: (text: string) => Effect.sync(() => void notes.push(text)),
           extra: () => Effect.succeed(42),
           shout: (text: string) => Effect.sync(() => void notes.push(text.toUpperCase()))
@@ -62,10 +66,12 @@ const connectError = (effect: Effect.Effect<unknown, unknown>) =>
     return error as RpcError.RpcConnectionError
   })
 
+type Policy = RpcConfig.RpcConfig["gatewayCompatibility"]
+
 /** Two services with their own policies (in-process or TCP). */
 const pairWith = (
   transport: typeof tcp,
-  policies: { readonly server: RpcConfig.RpcConfig["gatewayCompatibility"]; readonly client: RpcConfig.RpcConfig["gatewayCompatibility"] }
+  policies: { readonly server: Policy; readonly client: Policy }
 ): Effect.Effect<Pair, never, Scope.Scope> =>
   Effect.all({
     server: Effect.map(transport.pair({ gatewayCompatibility: policies.server }), (pair) => pair.server),
@@ -121,7 +127,10 @@ for (const transport of [local, tcp]) {
         const byServer = yield* connectError(strictServer.client.connect(old.address, V2))
         assert.strictEqual(byServer.reason, "GatewayMismatch")
         assert.match(byServer.detail, /accepts only identical Schemas \(RpcConfig\.gatewayCompatibility "exact"\)/)
-        assert.match(byServer.detail, transport.remote ? /the endpoint's service accepts/ : /the endpoint's service \(rpc-\d+\) accepts/)
+        assert.match(
+          byServer.detail,
+          transport.remote ? /the endpoint's service accepts/ : /the endpoint's service \(rpc-\d+\) accepts/
+        )
         const strictClient = yield* pairWith(transport, { server: "backward", client: "exact" })
         const old2 = yield* startOn(strictClient.server, endpointOf(V1, "old"))
         const byClient = yield* connectError(strictClient.client.connect(old2.address, V2))
@@ -144,8 +153,9 @@ for (const transport of [local, tcp]) {
     it.live("a changed fencing token Schema is named by path, not taken for an invalid token", () =>
       Effect.gen(function*() {
         const { client, server } = yield* transport.pair()
-        const ByName = RpcGateway.make("Fenced", { status: RpcGateway.ask({ success: Schema.String }) }, { token: Schema.String })
-        const ByNumber = RpcGateway.make("Fenced", { status: RpcGateway.ask({ success: Schema.String }) }, { token: Schema.Number })
+        const methods = { status: RpcGateway.ask({ success: Schema.String }) }
+        const ByName = RpcGateway.make("Fenced", methods, { token: Schema.String })
+        const ByNumber = RpcGateway.make("Fenced", methods, { token: Schema.Number })
         const endpoint = yield* startOn(
           server,
           RpcEndpoint.makeFenced({
@@ -204,9 +214,9 @@ describe("RpcConfig.gatewayCompatibility", () => {
       assert.strictEqual(loaded.gatewayCompatibility, "exact")
       assert.isTrue(loaded.reflection)
       const wrong = ConfigProvider.fromEnv({ env: { RPC_GATEWAY_COMPATIBILITY: "loose" } })
-      const error = yield* Effect.flip(
-        RpcConfig.config.pipe(Effect.provideService(ConfigProvider.ConfigProvider, wrong.pipe(ConfigProvider.constantCase)))
-      )
+      const error = yield* Effect.flip(RpcConfig.config.pipe(
+        Effect.provideService(ConfigProvider.ConfigProvider, wrong.pipe(ConfigProvider.constantCase))
+      ))
       assert.include(String(error), "gatewayCompatibility")
     }))
 })
@@ -224,12 +234,16 @@ describe("the exchange on the wire", () => {
       const old = yield* startOn(server, endpointOf(V1, "old"))
       const raw = yield* rawConnection(portOf(old.address))
       raw.socket.write(helloFrame("raw-caller"))
+      /** The answer to connect `id` (the first one: a Compare, or a Connected). */
+      const answerTo = (id: number) =>
+        messagesIn(raw.received()).find((m) =>
+          !(m instanceof Wire.WireError) && (m._tag === "Connected" || m._tag === "Compare") && m.id === id
+        )
       const connected = (id: number) =>
-        Effect.gen(function*() {
-          yield* eventually(`an answer to connect ${id}`, Effect.sync(() =>
-            messagesIn(raw.received()).some((m) => !(m instanceof Wire.WireError) && "id" in m && m.id === id && (m._tag === "Connected" || m._tag === "Compare"))))
-          return messagesIn(raw.received()).find((m) => !(m instanceof Wire.WireError) && "id" in m && m.id === id && (m._tag === "Connected" || m._tag === "Compare"))!
-        })
+        eventually(`an answer to connect ${id}`, Effect.sync(() => answerTo(id) !== undefined)).pipe(
+          Effect.andThen(Effect.sync(() => answerTo(id)!))
+        )
+      const verdictOf = (id: number) => messagesOf(raw.received(), "Connected").find((m) => m.id === id)
       // The fast path: the frame is the six elements it always was, and so is the answer.
       raw.socket.write(frameOf(Wire.connect(1, "old", "G", V1.fingerprint)))
       assert.deepStrictEqual(yield* connected(1), { _tag: "Connected", id: 1, reason: null, detail: "", notServed: [] })
@@ -241,14 +255,21 @@ describe("the exchange on the wire", () => {
       assert.isTrue(Result.isSuccess(theirs) && theirs.success.fingerprint === V1.fingerprint)
       // The caller answers with its own (same id); the endpoint judges and lists what it does not serve.
       raw.socket.write(frameOf(Wire.connect(2, "old", "G", V2.fingerprint, undefined, snapshotText(V2))))
-      yield* eventually("the verdict", Effect.sync(() => messagesOf(raw.received(), "Connected").some((m) => m.id === 2)))
-      assert.deepStrictEqual(messagesOf(raw.received(), "Connected").find((m) => m.id === 2)!.notServed, ["extra", "shout"])
+      yield* eventually("the verdict", Effect.sync(() => verdictOf(2) !== undefined))
+      assert.deepStrictEqual(verdictOf(2)!.notServed, ["extra", "shout"])
       // The same pair again, from the same incarnation: decided from the cache, without a Compare.
       raw.socket.write(frameOf(Wire.connect(3, "old", "G", V2.fingerprint)))
-      assert.deepStrictEqual(yield* connected(3), { _tag: "Connected", id: 3, reason: null, detail: "", notServed: ["extra", "shout"] })
+      assert.deepStrictEqual(yield* connected(3), {
+        _tag: "Connected",
+        id: 3,
+        reason: null,
+        detail: "",
+        notServed: ["extra", "shout"]
+      })
       assert.strictEqual(messagesOf(raw.received(), "Compare").length, 1)
       // An ask for a method the endpoint's version lacks: a typed error reply, and the connection goes on.
-      raw.socket.write(frameOf(Wire.call(false, 4, "old", "G", "extra", undefined, undefined, undefined, new Uint8Array(0))))
+      const empty = new Uint8Array(0)
+      raw.socket.write(frameOf(Wire.call(false, 4, "old", "G", "extra", undefined, undefined, undefined, empty)))
       yield* eventually("the reply", Effect.sync(() => messagesOf(raw.received(), "Reply").some((m) => m.id === 4)))
       const reply = messagesOf(raw.received(), "Reply").find((m) => m.id === 4)!
       const error = Result.getOrThrow(Wire.decodeValue(RpcError.RpcCallError, reply.value))
@@ -307,12 +328,17 @@ describe("the caller's side of the exchange", () => {
       })
       const feed = (frame: Wire.OutFrame) => socket.push(frameOf(frame))
       const connection = new Connection(owner, "127.0.0.1:2", "outbound")
-      const running = yield* Effect.forkChild(connection.run(socket, () => ({ reason: "Unreachable" as const, detail: "" })))
+      const unclassified = () => ({ reason: "Unreachable" as const, detail: "" })
+      const running = yield* Effect.forkChild(connection.run(socket, unclassified))
       feed(Wire.hello("endpoint-incarnation", "endpoint", "127.0.0.1:2", 1 << 20))
       yield* settle
-      const handshake = yield* Effect.forkChild(connection.handshake("rpc://127.0.0.1:2/old", "old", V2, NoToken), { startImmediately: true })
+      const handshake = yield* Effect.forkChild(
+        connection.handshake("rpc://127.0.0.1:2/old", "old", V2, NoToken),
+        { startImmediately: true }
+      )
       yield* settle
-      const connects = () => written.filter((m): m is Extract<Wire.Message, { _tag: "Connect" }> => !(m instanceof Wire.WireError) && m._tag === "Connect")
+      type Connect = Extract<Wire.Message, { _tag: "Connect" }>
+      const connects = () => written.filter((m): m is Connect => !(m instanceof Wire.WireError) && m._tag === "Connect")
       assert.strictEqual(connects().length, 1)
       assert.isUndefined(connects()[0]!.snapshot)
       feed(Wire.compare(connects()[0]!.id, snapshotText(V1)))

@@ -78,9 +78,11 @@ describe("reflection", () => {
         assert.isTrue(RpcReflection.isEndpointNotFoundError(missing))
         assert.match(missing.message, /runs no endpoint "nobody"/)
         // Reflection does not describe itself.
-        assert.isTrue(RpcReflection.isEndpointNotFoundError(yield* Effect.flip(reflection.describe({ endpointId: RpcReflection.ENDPOINT_ID }))))
+        const itself = yield* Effect.flip(reflection.describe({ endpointId: RpcReflection.ENDPOINT_ID }))
+        assert.isTrue(RpcReflection.isEndpointNotFoundError(itself))
         // Its id is taken.
-        const taken = yield* Effect.flip(server.startServer(RpcEndpoint.make({ ...store, id: RpcReflection.ENDPOINT_ID })))
+        const reserved = RpcEndpoint.make({ ...store, id: RpcReflection.ENDPOINT_ID })
+        const taken = yield* Effect.flip(server.startServer(reserved))
         assert.instanceOf(taken, RpcError.EndpointIdInUseError)
       }).pipe(Effect.scoped))
   }

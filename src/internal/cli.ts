@@ -228,7 +228,10 @@ const formatList = (info: RpcReflection.ServiceInfo): string => {
 /** `list <address>`. */
 export const list = Command.make(
   "list",
-  { address: addressArgument("the service: rpc://host:port (any of its endpoint addresses works too)"), ...connectionFlags },
+  {
+    address: addressArgument("the service: rpc://host:port (any of its endpoint addresses works too)"),
+    ...connectionFlags
+  },
   Effect.fnUntraced(function*(input) {
     const info = yield* remote(input, (flags) => Remote.list(input.address, flags))
     yield* Console.log(input.json ? JSON.stringify(info, null, 2) : formatList(info))

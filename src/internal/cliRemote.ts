@@ -56,13 +56,20 @@ const connectFailure = (error: RpcError.RpcConnectionError | RpcError.RpcService
     error.message
   )
 
+/** A remote service's address, and the endpoint it names, if any. */
+export interface Target {
+  readonly protocol: "rpc" | "rpcs"
+  readonly authority: string
+  readonly endpointId: string | undefined
+}
+
 /** The parts of an `rpc://host:port[/endpointId]` address. */
-export const parseTarget = (
-  address: string
-): Result.Result<{ readonly protocol: "rpc" | "rpcs"; readonly authority: string; readonly endpointId: string | undefined }, RemoteFailure> => {
+export const parseTarget = (address: string): Result.Result<Target, RemoteFailure> => {
   const match = /^(rpcs?):\/\/([^/]+)(?:\/(.*))?$/.exec(address)
   if (match === null) {
-    return Result.fail(usage(`"${address}" is not an address of a remote service; expected rpc://host:port[/endpointId] or rpcs://...`))
+    return Result.fail(
+      usage(`"${address}" is not an address of a remote service; expected rpc://host:port[/endpointId] or rpcs://...`)
+    )
   }
   const hostPort = RpcAddress.parseHostPort(match[2]!)
   if (Result.isFailure(hostPort)) return Result.fail(usage(hostPort.failure))
@@ -107,7 +114,9 @@ export const clientService = (
     Effect.provide(RpcConfig.layerFromEnv(overrides)),
     Effect.mapError((error) =>
       error._tag === "RpcBindError" && protocol === "rpcs"
-        ? usage(`${error.detail}. An rpcs:// address needs --key, --cert and --ca (or RPC_TLS_KEY, RPC_TLS_CERT, RPC_TLS_CA)`)
+        ? usage(
+          `${error.detail}. An rpcs:// address needs --key, --cert and --ca (or RPC_TLS_KEY, RPC_TLS_CERT, RPC_TLS_CA)`
+        )
         : error._tag === "ConfigError"
         ? usage(`An RPC_* environment variable is not valid: ${error.message}`)
         : failWith("unreachable", error.message)
@@ -183,11 +192,15 @@ export const ping = (
 // ---------------------------------------------------------------------------------------------------------------
 
 const reflectionOf = (service: RpcService.RpcServiceShape, address: string, flags: ConnectionFlags) =>
-  Effect.provideService(RpcReflection.connect(address, { timeout: flags.timeout }), RpcService.RpcService, service).pipe(
+  RpcReflection.connect(address, { timeout: flags.timeout }).pipe(
+    Effect.provideService(RpcService.RpcService, service),
     Effect.mapError((error) =>
       error._tag === "RpcConnectionError" && error.reason === "UnknownEndpoint"
-        ? failWith("notFound", `The service at ${address} does not answer reflection: RpcConfig.reflection is off there ` +
-            `(RPC_REFLECTION=true, or RpcConfig.layer({ reflection: true }), turns it on; docs/SECURITY.md says when to)`
+        ? failWith(
+          "notFound",
+          `The service at ${address} does not answer reflection: RpcConfig.reflection is off there ` +
+            `(RPC_REFLECTION=true, or RpcConfig.layer({ reflection: true }), turns it on; ` +
+            `docs/SECURITY.md says when to)`
         )
         : connectFailure(error)
     )
@@ -231,8 +244,8 @@ const describeWith = (
     if (gateway === undefined) return snapshots
     const chosen = snapshots.filter((snapshot) => snapshot.gateway === gateway)
     if (chosen.length === 0) {
-      return yield* failWith("notFound", `The endpoint at ${address} does not serve ${gateway}; it serves ${snapshots.map((s) => s.gateway).join(", ")}`
-      )
+      const served = snapshots.map((s) => s.gateway).join(", ")
+      return yield* failWith("notFound", `The endpoint at ${address} does not serve ${gateway}; it serves ${served}`)
     }
     return chosen
   })
@@ -289,7 +302,8 @@ export const schemaOf = (schema: RpcCompatibility.SchemaSnapshot, where: string)
       SchemaRepresentation.fromRepresentation(SchemaRepresentation.fromJson(schema.representation), { revivers })
     )
   } catch (error) {
-    return Result.fail(`${where} (${schema.description}) cannot be rebuilt: ${error instanceof Error ? error.message : String(error)}`)
+    const why = error instanceof Error ? error.message : String(error)
+    return Result.fail(`${where} (${schema.description}) cannot be rebuilt: ${why}`)
   }
 }
 
@@ -361,7 +375,9 @@ const fromJson = (schema: Schema.Top, json: unknown, what: string): Result.Resul
   }
   return Result.isSuccess(decoded)
     ? Result.succeed(decoded.success)
-    : Result.fail(usage(`${what} does not match its Schema (${Snapshot.describe(schema.ast)}): ${decoded.failure.message}`))
+    : Result.fail(
+      usage(`${what} does not match its Schema (${Snapshot.describe(schema.ast)}): ${decoded.failure.message}`)
+    )
 }
 
 const parseJson = (text: string, what: string): Result.Result<unknown, RemoteFailure> => {
@@ -401,7 +417,8 @@ export const call = (
     }
     if (having.length > 1) {
       return yield* usage(
-        `${methodName} is a method of ${having.map((s) => s.gateway).join(" and ")}: name one (Gateway.method or --gateway)`
+        `${methodName} is a method of ${having.map((s) => s.gateway).join(" and ")}: name one ` +
+          `(Gateway.method or --gateway)`
       )
     }
     const snapshot = having[0]!
@@ -414,7 +431,9 @@ export const call = (
       // No payload given: right for a void one, and nothing else.
       payload = Schema.is(spec.payload)(undefined)
         ? Result.succeed(undefined)
-        : Result.fail(usage(`${snapshot.gateway}.${methodName} needs a payload: ${Snapshot.describe(spec.payload.ast)}`))
+        : Result.fail(
+          usage(`${snapshot.gateway}.${methodName} needs a payload: ${Snapshot.describe(spec.payload.ast)}`)
+        )
     } else {
       const json = parseJson(payloadText, "The payload")
       payload = Result.isFailure(json) ? json : fromJson(spec.payload, json.success, "The payload")
@@ -422,7 +441,9 @@ export const call = (
     if (Result.isFailure(payload)) return yield* payload.failure
     let client: RpcGateway.Client<RpcGateway.Any>
     if (options.token === undefined) {
-      client = yield* service.connect(address, gateway, { timeout: flags.timeout }).pipe(Effect.mapError(connectFailure))
+      client = yield* service.connect(address, gateway, { timeout: flags.timeout }).pipe(
+        Effect.mapError(connectFailure)
+      )
     } else {
       const tokenJson = parseJson(options.token, "The token")
       if (Result.isFailure(tokenJson)) return yield* tokenJson.failure
@@ -434,12 +455,13 @@ export const call = (
         Effect.mapError(connectFailure)
       )
     }
-    const invoke = (client as unknown as Record<string, (p: unknown, o: RpcGateway.CallOptions) => Effect.Effect<unknown, unknown>>)[
-      methodName
-    ]!
+    type Invoke = (payload: unknown, options: RpcGateway.CallOptions) => Effect.Effect<unknown, unknown>
+    const invoke = (client as unknown as Record<string, Invoke>)[methodName]!
     const exit = yield* Effect.exit(invoke(payload.success, { timeout: flags.timeout }))
     if (exit._tag === "Success") {
-      return spec.kind === "tell" ? { outcome: "sent" as const } : { outcome: "success" as const, value: toJson(spec.success, exit.value) }
+      return spec.kind === "tell"
+        ? { outcome: "sent" as const }
+        : { outcome: "success" as const, value: toJson(spec.success, exit.value) }
     }
     const failure = exit.cause.reasons.find((reason) => reason._tag === "Fail")
     if (failure === undefined) return yield* failWith("callError", `The call died: ${String(exit.cause)}`)

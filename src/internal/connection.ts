@@ -240,7 +240,8 @@ export class Connection implements Heartbeat.Watched, ServingConnection {
           )
           if (!judgement.accept) return mismatch(judgement.message)
           differences = judgement.message
-          const frame = Wire.connect(id, endpointId, gateway.name, gateway.fingerprint, fenced, Exchange.textOf(gateway))
+          const mine = Exchange.textOf(gateway)
+          const frame = Wire.connect(id, endpointId, gateway.name, gateway.fingerprint, fenced, mine)
           if (frame.size > this.limit()) {
             return mismatch(
               `the versions differ, and this side's snapshot of ${gateway.name} (${frame.size} bytes) is over the ` +

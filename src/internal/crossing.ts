@@ -38,18 +38,28 @@ export const withNotServed = (port: Port, notServed: ReadonlyArray<string>): Por
       return undefined
     },
     tell: (gateway, method, payload, token, span) =>
-      missing.has(method) ? notServedError(port.address, gateway, method) : port.tell(gateway, method, payload, token, span)
+      missing.has(method)
+        ? notServedError(port.address, gateway, method)
+        : port.tell(gateway, method, payload, token, span)
   }
 }
 
 const isRpcCallError = Schema.is(RpcCallError)
 
+/** Which half of a crossing failed, and why. */
+interface CrossFailure {
+  readonly op: "encode" | "decode"
+  readonly detail: string
+}
+
 /** A value written with `writer`'s Schema and read with `reader`'s, as the wire would carry it. */
-const cross = (writer: Schema.Top, reader: Schema.Top, value: unknown): Result.Result<unknown, { op: "encode" | "decode"; detail: string }> => {
+const cross = (writer: Schema.Top, reader: Schema.Top, value: unknown): Result.Result<unknown, CrossFailure> => {
   const encoded = Wire.encodeValue(writer, value)
   if (Result.isFailure(encoded)) return Result.fail({ op: "encode", detail: encoded.failure })
   const decoded = Wire.decodeValue(reader, encoded.success)
-  return Result.isFailure(decoded) ? Result.fail({ op: "decode", detail: decoded.failure }) : Result.succeed(decoded.success)
+  return Result.isFailure(decoded)
+    ? Result.fail({ op: "decode", detail: decoded.failure })
+    : Result.succeed(decoded.success)
 }
 
 /**
@@ -65,11 +75,7 @@ export const crossing = (
   const address = port.address
   const callerMethods = callerGateway.methods as RpcGateway.Methods
   const endpointMethods = endpointGateway.methods as RpcGateway.Methods
-  const serializationError = (
-    method: string,
-    direction: "request" | "response",
-    failure: { op: "encode" | "decode"; detail: string }
-  ) =>
+  const serializationError = (method: string, direction: "request" | "response", failure: CrossFailure) =>
     new RpcSerializationError({
       address,
       method: qualified(callerGateway.name, method),
@@ -88,7 +94,9 @@ export const crossing = (
     if (Exit.isSuccess(exit)) {
       const value = cross(endpoint.success, caller.success, endpoint.success === Schema.Void ? undefined : exit.value)
       return resume(
-        Result.isSuccess(value) ? Exit.succeed(value.success) : Exit.fail(serializationError(method, "response", value.failure))
+        Result.isSuccess(value)
+          ? Exit.succeed(value.success)
+          : Exit.fail(serializationError(method, "response", value.failure))
       )
     }
     const found = exit.cause.reasons.find((reason) => reason._tag === "Fail")
@@ -109,7 +117,9 @@ export const crossing = (
     },
     tell: (_gateway, method, payload, token, span) => {
       const crossed = payloadFor(method, payload)
-      return Result.isFailure(crossed) ? crossed.failure : port.tell(endpointGateway, method, crossed.success, token, span)
+      return Result.isFailure(crossed)
+        ? crossed.failure
+        : port.tell(endpointGateway, method, crossed.success, token, span)
     }
   }, notServed)
 }

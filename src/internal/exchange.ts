@@ -85,9 +85,9 @@ export const judge = (
   const endpointOnly = report.issues.filter((issue) => issue.kind === "MethodAdded")
   // Each side has a method the other lacks: whichever is newer, a method was removed or renamed.
   const renamed = callerOnly.length > 0 && endpointOnly.length > 0
-  const issues = renamed
-    ? report.issues
-    : report.issues.map((issue) => issue.kind === "MethodRemoved" ? notServedIssue(issue, methodName(issue, gateway)) : issue)
+  const issues = renamed ? report.issues : report.issues.map((issue) =>
+    issue.kind === "MethodRemoved" ? notServedIssue(issue, methodName(issue, gateway)) : issue
+  )
   const verdict = RpcCompatibility.evaluate({ ...report, issues }, policy)
   const notServed = callerOnly.map((issue) => methodName(issue, gateway))
   const head = `the caller's ${gateway} (fingerprint ${report.older.fingerprint}) and the endpoint's ` +
@@ -172,14 +172,17 @@ export const readPeerSnapshot = (
 ): Result.Result<Snapshot.GatewaySnapshot, string> => {
   const parsed = Snapshot.parse(text)
   if (Result.isFailure(parsed)) {
-    return Result.fail(`${whose} snapshot of ${gateway} cannot be read (${parsed.failure.reason}: ${parsed.failure.detail})`)
+    const { detail, reason } = parsed.failure
+    return Result.fail(`${whose} snapshot of ${gateway} cannot be read (${reason}: ${detail})`)
   }
   const snapshot = parsed.success
   if (snapshot.gateway !== gateway) {
     return Result.fail(`${whose} snapshot is of gateway ${snapshot.gateway}, not ${gateway}`)
   }
   if (fingerprint !== undefined && snapshot.fingerprint !== fingerprint) {
-    return Result.fail(`${whose} snapshot has fingerprint ${snapshot.fingerprint}, not the ${fingerprint} it connected with`)
+    return Result.fail(
+      `${whose} snapshot has fingerprint ${snapshot.fingerprint}, not the ${fingerprint} it connected with`
+    )
   }
   return Result.succeed(snapshot)
 }

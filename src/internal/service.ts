@@ -389,7 +389,11 @@ export class LocalService implements RpcServiceShape, EndpointOwner {
   }
 
   /** Logs, once per connect that went through the exchange, what differs between the two versions. */
-  private logDifferences(address: string, gateway: RpcGateway.Any, differences: string | undefined): Effect.Effect<void> {
+  private logDifferences(
+    address: string,
+    gateway: RpcGateway.Any,
+    differences: string | undefined
+  ): Effect.Effect<void> {
     if (differences === undefined || differences === "") return Effect.void
     return Effect.logWarning(`Connected ${gateway.name} to ${address}, another version of it: ${differences}`).pipe(
       Effect.annotateLogs({ service: this.name })

@@ -105,7 +105,10 @@ export const parse = (input: unknown): Result.Result<GatewaySnapshot, ParseFailu
     return fail("InvalidSnapshot", `its format is ${JSON.stringify(json.format)}, not "${FORMAT}"`)
   }
   if (hasProperty(json, "version") && json.version !== VERSION) {
-    return fail("UnsupportedVersion", `it is version ${JSON.stringify(json.version)}; this library reads version ${VERSION}`)
+    return fail(
+      "UnsupportedVersion",
+      `it is version ${JSON.stringify(json.version)}; this library reads version ${VERSION}`
+    )
   }
   const decoded = decodeGatewaySnapshot(json)
   if (Result.isFailure(decoded)) return fail("InvalidSnapshot", decoded.failure.message)

@@ -188,7 +188,8 @@ export const connect = (
   token?: { readonly value: unknown } | undefined,
   snapshot?: string | undefined
 ) => {
-  const message: Array<unknown> = [Type.Connect, id, endpointId, gateway, fingerprint, token === undefined ? null : [token.value]]
+  const wireToken = token === undefined ? null : [token.value]
+  const message: Array<unknown> = [Type.Connect, id, endpointId, gateway, fingerprint, wireToken]
   if (snapshot !== undefined) message.push(snapshot)
   return frame(message)
 }

@@ -63,7 +63,9 @@ const CliServerLive = Layer.effect(CliServer)(Effect.gen(function*() {
   return { tcp, tls, tlsFlags }
 }))
 
-layer(CliServerLive, { excludeTestServices: true, timeout: "60 seconds" })("effect-actor-rpc against a running service", (it) => {
+const shared = layer(CliServerLive, { excludeTestServices: true, timeout: "60 seconds" })
+
+shared("effect-actor-rpc against a running service", (it) => {
   it.effect("ping, list, describe and call, with the exit code of each outcome", () =>
     Effect.gen(function*() {
       const { tcp, tls, tlsFlags } = yield* CliServer
@@ -174,14 +176,20 @@ layer(CliServerLive, { excludeTestServices: true, timeout: "60 seconds" })("effe
           process.execPath,
           ["--import", "tsx", mainPath, "call", `${tcp}/store`, "get", `"absent"`, "--json"],
           { timeout: 90_000, killSignal: "SIGKILL" },
-          (error, stdout) => resume(Effect.succeed({ code: error === null ? 0 : typeof error.code === "number" ? error.code : null, stdout }))
+          (error, stdout) => {
+            const code = error === null ? 0 : typeof error.code === "number" ? error.code : null
+            resume(Effect.succeed({ code, stdout }))
+          }
         )
         return Effect.sync(() => {
           if (child.pid !== undefined && child.exitCode === null) child.kill("SIGKILL")
         })
       })
       assert.strictEqual(result.code, ExitCode.Failure)
-      assert.deepStrictEqual(JSON.parse(result.stdout), { outcome: "failure", failure: { _tag: "Missing", key: "absent" } })
+      assert.deepStrictEqual(JSON.parse(result.stdout), {
+        outcome: "failure",
+        failure: { _tag: "Missing", key: "absent" }
+      })
     }), { timeout: 120_000 })
 })
 
