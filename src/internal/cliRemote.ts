@@ -160,7 +160,8 @@ export const ping = (
     const handshake = Effect.gen(function*() {
       const started = performance.now()
       const exit = yield* Effect.exit(service.connect(probe, Probe, { timeout: flags.timeout }))
-      const millis = performance.now() - started
+      // Microseconds are all a round trip over a socket can tell.
+      const millis = Math.round((performance.now() - started) * 1000) / 1000
       if (exit._tag === "Success") return { millis, present: true }
       const error = exit.cause.reasons.find((reason) => reason._tag === "Fail")?.error
       if (error === undefined) return yield* failWith("unreachable", `The connect died: ${String(exit.cause)}`)
