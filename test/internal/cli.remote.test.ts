@@ -84,7 +84,8 @@ shared("effect-actor-rpc against a running service", (it) => {
       const list = yield* cli("list", tcp)
       assert.strictEqual(list.code, ExitCode.Ok, list.err)
       assert.match(list.out, /\/leader {2}started, fenced\n {2}Leader {2}\w{16} {2}token declared\n {4}status \(ask\)/)
-      assert.match(list.out, /Store {2}\w{16}\n {4}add \(ask\), get \(ask\), note \(tell\), notes \(ask\), put \(ask\), slow \(ask\)/)
+      assert.match(list.out, /Store {2}\w{16}\n {4}add \(ask\), get \(ask\), note \(tell\), notes \(ask\), put \(ask\), slow/)
+      assert.match(list.out, /\n {2}Health {2}\w{16}\n {4}get \(ask\)/)
       const listed = JSON.parse((yield* cli("list", tcp, "--json")).out)
       assert.deepStrictEqual(listed.endpoints.map((e: { endpointId: string }) => e.endpointId), ["leader", "store"])
 
@@ -98,7 +99,7 @@ shared("effect-actor-rpc against a running service", (it) => {
       // call: an ask, the reply as JSON; a declared failure, exit 1; a tell.
       assert.strictEqual((yield* cli("call", `${tcp}/store`, "put", `{"key":"k","value":"v"}`)).code, ExitCode.Ok)
       assert.strictEqual((yield* cli("call", `${tcp}/store`, "Store.get", `"k"`)).out, `"v"`)
-      const failed = yield* cli("call", `${tcp}/store`, "get", `"nope"`)
+      const failed = yield* cli("call", `${tcp}/store`, "get", `"nope"`, "--gateway", "Store")
       assert.strictEqual(failed.code, ExitCode.Failure)
       assert.deepStrictEqual(JSON.parse(failed.out), { _tag: "Missing", key: "nope" })
       assert.strictEqual((yield* cli("call", `${tcp}/store`, "add", `{"n":"40"}`)).out, "40")
@@ -119,13 +120,18 @@ shared("effect-actor-rpc against a running service", (it) => {
       assert.match(slow.err, /timed out after 200 ms/)
 
       // What cannot run as given: exit 2, with why.
-      const notJson = yield* cli("call", `${tcp}/store`, "get", "{nope")
+      const notJson = yield* cli("call", `${tcp}/store`, "Store.get", "{nope")
       assert.strictEqual(notJson.code, ExitCode.Usage)
       assert.match(notJson.err, /The payload is not JSON/)
       const wrongType = yield* cli("call", `${tcp}/store`, "put", `{"key":1}`)
       assert.strictEqual(wrongType.code, ExitCode.Usage)
       assert.match(wrongType.err, /does not match its Schema \(\{ key: string; value: string \}\)/)
-      assert.strictEqual((yield* cli("call", `${tcp}/store`, "get")).code, ExitCode.Usage)
+      assert.strictEqual((yield* cli("call", `${tcp}/store`, "Store.get")).code, ExitCode.Usage)
+      // A method two gateways of the endpoint have: the command says which, and asks to choose.
+      const ambiguous = yield* cli("call", `${tcp}/store`, "get", `"k"`)
+      assert.strictEqual(ambiguous.code, ExitCode.Usage)
+      assert.match(ambiguous.err, /get is a method of Store and Health: name one \(Gateway\.method or --gateway\)/)
+      assert.strictEqual((yield* cli("call", `${tcp}/store`, "Health.get", `"k"`)).out, `"v"`)
       assert.strictEqual((yield* cli("ping", "http://example.com")).code, ExitCode.Usage)
       assert.strictEqual((yield* cli("ping", tcp, "--timeout", "soon")).code, ExitCode.Usage)
       // Nothing there: exit 4.
@@ -135,7 +141,7 @@ shared("effect-actor-rpc against a running service", (it) => {
       assert.strictEqual((yield* cli("describe", `${tcp}/nobody`)).code, ExitCode.NotFound)
 
       // Over mutual TLS with the client's own certificate; without one, the command cannot run.
-      assert.strictEqual((yield* cli("call", `${tls}/store`, "get", `"nope"`, ...tlsFlags)).code, ExitCode.Failure)
+      assert.strictEqual((yield* cli("call", `${tls}/store`, "Store.get", `"nope"`, ...tlsFlags)).code, ExitCode.Failure)
       assert.strictEqual((yield* cli("ping", tls, ...tlsFlags)).code, ExitCode.Ok)
       const noCert = yield* cli("ping", tls)
       assert.strictEqual(noCert.code, ExitCode.Usage)
@@ -147,7 +153,11 @@ shared("effect-actor-rpc against a running service", (it) => {
       const { tcp } = yield* CliServer
       const dir = mkdtempSync(join(tmpdir(), "cli-remote-"))
       yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
-      const described = yield* cli("describe", `${tcp}/store`, "--json")
+      // The store serves two gateways: --json writes one snapshot, so one must be chosen.
+      const both = yield* cli("describe", `${tcp}/store`, "--json")
+      assert.strictEqual(both.code, ExitCode.Usage)
+      assert.match(both.err, /The endpoint serves Store, Health: choose one with --gateway/)
+      const described = yield* cli("describe", `${tcp}/store`, "--json", "--gateway", "Store")
       assert.strictEqual(described.code, ExitCode.Ok, described.err)
       assert.strictEqual(`${described.out}\n`, RpcCompatibility.encodeSnapshot(RpcCompatibility.snapshot(Store)))
       const running = join(dir, "running.json")
@@ -163,9 +173,11 @@ shared("effect-actor-rpc against a running service", (it) => {
       const check = yield* cli("check", running, next)
       assert.strictEqual(check.code, ExitCode.Incompatible)
       assert.match(check.out, /error Store\.get\.payload \[TypeChanged/)
-      // Two gateways and --json: one must be chosen.
+      // One gateway: no choice needed.
       const leader = yield* cli("describe", `${tcp}/leader`, "--json")
-      assert.strictEqual(leader.code, ExitCode.Ok, "one gateway: no choice needed")
+      assert.strictEqual(leader.code, ExitCode.Ok, leader.err)
+      assert.strictEqual(JSON.parse(leader.out).gateway, "Leader")
+      assert.strictEqual((yield* cli("describe", `${tcp}/store`, "--gateway", "Nope")).code, ExitCode.NotFound)
     }).pipe(withConsole), { timeout: 120_000 })
 
   it.effect("as a process: stdout is the JSON alone (logs go to stderr) and the exit code is the outcome's", () =>
@@ -174,7 +186,7 @@ shared("effect-actor-rpc against a running service", (it) => {
       const result = yield* Effect.callback<{ readonly code: number | null; readonly stdout: string }>((resume) => {
         const child = execFile(
           process.execPath,
-          ["--import", "tsx", mainPath, "call", `${tcp}/store`, "get", `"absent"`, "--json"],
+          ["--import", "tsx", mainPath, "call", `${tcp}/store`, "Store.get", `"absent"`, "--json"],
           { timeout: 90_000, killSignal: "SIGKILL" },
           (error, stdout) => {
             const code = error === null ? 0 : typeof error.code === "number" ? error.code : null
