@@ -7,7 +7,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Context, Effect, Fiber, Result, Schema, type Scope } from "effect"
 import * as SchemaBinary from "effect/encoding/SchemaBinary"
-import { RpcConfig, RpcEndpoint, RpcError, RpcGateway, RpcService } from "effect-actor-rpc"
+import { RpcConfig, RpcEndpoint, RpcError, RpcGateway, RpcMetrics, RpcService } from "effect-actor-rpc"
 import { Duplex } from "node:stream"
 import { Connection, type ConnectionOwner } from "../src/internal/connection.js"
 import { Verdicts } from "../src/internal/exchange.js"
@@ -18,7 +18,17 @@ import * as Snapshot from "../src/internal/snapshot.js"
 import * as Wire from "../src/internal/wire.js"
 import { startOn } from "./behaviour.js"
 import { settle } from "./fixtures/common.js"
-import { eventually, frameOf, helloFrame, messagesIn, messagesOf, portOf, rawConnection } from "./fixtures/raw.js"
+import {
+  counter,
+  eventually,
+  frameOf,
+  helloFrame,
+  isolatedMetrics,
+  messagesIn,
+  messagesOf,
+  portOf,
+  rawConnection
+} from "./fixtures/raw.js"
 import { local, type Pair, tcp } from "./fixtures/transports.js"
 
 const Item = Schema.Struct({ a: Schema.String })
@@ -274,8 +284,9 @@ describe("the exchange on the wire", () => {
       const reply = messagesOf(raw.received(), "Reply").find((m) => m.id === 4)!
       const error = Result.getOrThrow(Wire.decodeValue(RpcError.RpcCallError, reply.value))
       assert.instanceOf(error, RpcError.MethodNotServedError)
+      assert.strictEqual(yield* counter(RpcMetrics.names.rejections, "not_served"), 1)
       assert.isFalse(raw.isClosed())
-    }).pipe(Effect.scoped))
+    }).pipe(Effect.scoped, isolatedMetrics))
 
   it.live("a snapshot that does not read, or is another gateway's, refuses that connect only", () =>
     Effect.gen(function*() {
