@@ -20,7 +20,7 @@ module.exports = {
         "or the file system (a module that only defines a protocol is imported by clients and servers alike).",
       severity: "error",
       // RpcAddress is left out: it validates IP addresses with node:net's isIPv4 / isIPv6.
-      from: { path: "^dist/(RpcGateway|RpcEndpoint|RpcError|RpcConfig|RpcServer|RpcMetrics)\\.js$" },
+      from: { path: "^dist/(RpcGateway|RpcEndpoint|RpcError|RpcConfig|RpcServer|RpcMetrics|RpcCompatibility|RpcReflection)\\.js$" },
       to: { reachable: true, path: ["^(node:)?(net|tls|fs|dgram|http|https)$", "@effect/platform-node"] }
     }
   ],

@@ -16,8 +16,8 @@
  */
 import * as Effect from "effect/Effect"
 import { hasProperty } from "effect/Predicate"
+import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
-import * as SchemaRepresentation from "effect/SchemaRepresentation"
 import * as Compatibility from "./internal/compatibility.js"
 import * as Snapshot from "./internal/snapshot.js"
 import type * as RpcGateway from "./RpcGateway.js"
@@ -127,8 +127,6 @@ export class SnapshotError extends Schema.TaggedError<SnapshotError>()("Snapshot
  */
 export const isSnapshotError = (u: unknown): u is SnapshotError => hasProperty(u, SnapshotErrorTypeId)
 
-const decodeGatewaySnapshot = Schema.decodeUnknownEffect(GatewaySnapshot)
-
 /**
  * Reads a snapshot from JSON text (or an already parsed JSON value). A malformed snapshot is a `SnapshotError`
  * naming what is wrong and where.
@@ -140,50 +138,9 @@ export const decodeSnapshot: (
   options?: { readonly source?: string | undefined } | undefined
 ) => Effect.Effect<GatewaySnapshot, SnapshotError> = Effect.fn("RpcCompatibility.decodeSnapshot")(
   function*(input: string | Schema.Json, options?: { readonly source?: string | undefined } | undefined) {
-    const source = options?.source ?? "snapshot"
-    const fail = (reason: SnapshotError["reason"], detail: string) => new SnapshotError({ reason, source, detail })
-    let json: unknown = input
-    if (typeof input === "string") {
-      try {
-        json = JSON.parse(input)
-      } catch (error) {
-        return yield* fail("InvalidJson", error instanceof Error ? error.message : String(error))
-      }
-    }
-    if (hasProperty(json, "format") && json.format !== Snapshot.FORMAT) {
-      return yield* fail("InvalidSnapshot", `its format is ${JSON.stringify(json.format)}, not "${Snapshot.FORMAT}"`)
-    }
-    if (hasProperty(json, "version") && json.version !== Snapshot.VERSION) {
-      return yield* fail(
-        "UnsupportedVersion",
-        `it is version ${JSON.stringify(json.version)}; this library reads version ${Snapshot.VERSION}`
-      )
-    }
-    const value = yield* decodeGatewaySnapshot(json).pipe(
-      Effect.mapError((error) => fail("InvalidSnapshot", error.message))
-    )
-    const schemas: Array<[string, SchemaSnapshot]> = []
-    if (value.token !== undefined) schemas.push(["token", value.token])
-    for (const [name, method] of Object.entries(value.methods)) {
-      schemas.push([`methods.${name}.payload`, method.payload], [`methods.${name}.success`, method.success], [
-        `methods.${name}.failure`,
-        method.failure
-      ])
-    }
-    for (const [where, schema] of schemas) {
-      if (schema.representation === null) continue
-      try {
-        SchemaRepresentation.fromJson(schema.representation)
-      } catch (error) {
-        return yield* fail(
-          "InvalidSnapshot",
-          `${where}.representation is not a SchemaRepresentation document (${
-            error instanceof Error ? error.message : String(error)
-          })`
-        )
-      }
-    }
-    return value
+    const parsed = Snapshot.parse(input)
+    if (Result.isSuccess(parsed)) return parsed.success
+    return yield* new SnapshotError({ ...parsed.failure, source: options?.source ?? "snapshot" })
   }
 )
 

@@ -103,12 +103,36 @@ export interface RpcConfig {
    * child, across the wire too. On by default; calls made outside any span are never traced.
    */
   readonly tracing: boolean
+  /**
+   * Which differences a connect accepts between the caller's version of a gateway and the endpoint's, when their
+   * fingerprints differ (docs/PROTOCOL.md, "Gateway evolution"). Both sides judge, each by its own setting, and
+   * either can refuse:
+   * - `exact`: none; any difference refuses with `GatewayMismatch` (Flink's one version across the cluster).
+   * - `backward` (the default): the calls this caller makes to this endpoint must work: every payload it writes
+   *   decodes at the endpoint, every success and failure the endpoint writes decodes at the caller. A method only
+   *   the caller has fails alone, with `MethodNotServedError`.
+   * - `both`: the calls must also work with the roles swapped (the endpoint's version calling the caller's), so any
+   *   two processes of the cluster can call each other whatever their versions.
+   *
+   * `backward` is the default because it refuses exactly the connections whose calls would fail to decode or be
+   * misread, and accepts the rest: a rolling upgrade then proceeds in any order. `both` refuses connections that
+   * work, because of calls that would break on another connection.
+   */
+  readonly gatewayCompatibility: "exact" | "backward" | "both"
+  /**
+   * Answer reflection (`RpcReflection`): the service serves, at the reserved endpoint id
+   * `effect-actor-rpc.reflection`, the list of its endpoints, the gateways each serves and their Schemas. Off by
+   * default: it tells anyone who can connect every endpoint id, which are otherwise unguessable (docs/SECURITY.md).
+   * Turn it on behind mutual TLS or on a network you control, or to use the command-line client's `list`,
+   * `describe` and `call`.
+   */
+  readonly reflection: boolean
 }
 
 /**
  * The defaults: ask timeout 10 s, frame size 10 MiB, call-site capture on, mailbox throughput 64, heartbeats every
  * 1 s with a 10 s pause, listening on 127.0.0.1 on any free port, mutual TLS reloaded every 5 s, at most 1024
- * connections, metrics and tracing on.
+ * connections, metrics and tracing on, the `backward` gateway compatibility policy, reflection off.
  *
  * @since 0.1.0
  */
@@ -133,7 +157,9 @@ export const defaults: RpcConfig = {
   maxConnections: 1024,
   maxAsksPerConnection: 16384,
   metrics: true,
-  tracing: true
+  tracing: true,
+  gatewayCompatibility: "backward",
+  reflection: false
 }
 
 /**
@@ -187,7 +213,11 @@ export const config: Config.Config<RpcConfig> = Config.all({
   maxConnections: Config.Int("maxConnections").pipe(Config.withDefault(defaults.maxConnections)),
   maxAsksPerConnection: Config.Int("maxAsksPerConnection").pipe(Config.withDefault(defaults.maxAsksPerConnection)),
   metrics: Config.Boolean("metrics").pipe(Config.withDefault(defaults.metrics)),
-  tracing: Config.Boolean("tracing").pipe(Config.withDefault(defaults.tracing))
+  tracing: Config.Boolean("tracing").pipe(Config.withDefault(defaults.tracing)),
+  gatewayCompatibility: Config.Literals(["exact", "backward", "both"], "gatewayCompatibility").pipe(
+    Config.withDefault(defaults.gatewayCompatibility)
+  ),
+  reflection: Config.Boolean("reflection").pipe(Config.withDefault(defaults.reflection))
 }).pipe(Config.nested("rpc"))
 
 /**

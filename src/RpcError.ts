@@ -286,6 +286,36 @@ export class RpcServiceShutdownError extends Schema.TaggedError<RpcServiceShutdo
 }
 
 /**
+ * The endpoint does not serve the method called, in the kind called: it runs another version of the gateway, one
+ * without this method (a method added on the caller's side, or removed on the endpoint's), or with it as the other
+ * kind. Only this method fails; the rest of the gateway keeps working (docs/PROTOCOL.md, "Gateway evolution").
+ *
+ * @since 0.2.0
+ */
+export class MethodNotServedError extends Schema.TaggedError<MethodNotServedError>()("MethodNotServedError", {
+  address: Schema.String,
+  method: Schema.String,
+  /** How the caller called it. */
+  kind: Schema.Literals(["ask", "tell"]),
+  /** How the endpoint serves a method of that name, when it does as the other kind; absent when it has none. */
+  served: Schema.optional(Schema.Literals(["ask", "tell"]))
+}) {
+  /** @since 0.2.0 */
+  readonly [TypeId] = TypeId
+
+  override get message(): string {
+    const what = this.served === undefined
+      ? `its version of the gateway has no such method`
+      : `it serves it as ${article(this.served)}, not as ${article(this.kind)}`
+    return `The endpoint ${where(this.address)} does not serve ${this.method}: ${what}. The two sides run different ` +
+      `versions of the gateway; the rest of it works. Call ${this.method} once the endpoint runs a version that ` +
+      `serves it, or handle MethodNotServedError.`
+  }
+}
+
+const article = (kind: "ask" | "tell") => kind === "ask" ? "an ask" : "a tell"
+
+/**
  * A message is larger than `RpcConfig.maximumFrameSize`.
  *
  * @since 0.1.0
@@ -428,6 +458,7 @@ export type RpcCallError =
   | RemoteDefectError
   | RpcSerializationError
   | MailboxFullError
+  | MethodNotServedError
 
 /**
  * Every error of this module.
@@ -458,7 +489,8 @@ export const RpcCallError = Schema.Union([
   FrameTooLargeError,
   RemoteDefectError,
   RpcSerializationError,
-  MailboxFullError
+  MailboxFullError,
+  MethodNotServedError
 ])
 
 /**

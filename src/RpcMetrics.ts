@@ -29,7 +29,8 @@ export const names = {
   /**
    * Counter: calls refused or dropped without running. Attributes: `reason`, one of "oversized" (a frame over
    * the limit), "fencing" (a wrong or missing token), "expired" (the deadline passed in the mailbox),
-   * "cancelled" (the caller gave up first), "mailbox_full" (a bounded mailbox was full).
+   * "cancelled" (the caller gave up first), "mailbox_full" (a bounded mailbox was full), "not_served" (the
+   * endpoint's version of the gateway lacks the method called).
    */
   rejections: "rpc_rejections_total",
   /** Counter: connections declared dead because the peer fell silent for the heartbeat pause. */
@@ -46,7 +47,7 @@ export const names = {
  *
  * @since 0.1.0
  */
-export type RejectionReason = "oversized" | "fencing" | "expired" | "cancelled" | "mailbox_full"
+export type RejectionReason = "oversized" | "fencing" | "expired" | "cancelled" | "mailbox_full" | "not_served"
 
 const ids: ReadonlySet<string> = new Set(Object.values(names))
 

@@ -9,6 +9,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
 import * as Result from "effect/Result"
+import * as Reflection from "./internal/reflection.js"
 import * as Service from "./internal/service.js"
 import * as Tls from "./internal/tls.js"
 import * as Transport from "./internal/transport.js"
@@ -82,7 +83,11 @@ export interface LocalOptions {
 export const makeLocal = (
   options?: LocalOptions | undefined
 ): Effect.Effect<RpcServiceShape, ServiceNameInUseError, Scope.Scope> =>
-  Effect.map(makeService(options), (service) => RpcService.of(service))
+  Effect.gen(function*() {
+    const service = yield* makeService(options)
+    if (service.config.reflection) yield* Reflection.serve(service)
+    return RpcService.of(service)
+  })
 
 const makeService = (options: LocalOptions | undefined) =>
   Effect.gen(function*() {
@@ -165,12 +170,15 @@ const makeRemote = (options: TlsOptions | undefined, tls: boolean) =>
         lookup: (endpointId) => service.endpoint(endpointId),
         instruments: service.instruments,
         tracing: service.tracing,
-        context: yield* Effect.context<never>()
+        context: yield* Effect.context<never>(),
+        verdicts: service.verdicts
       },
       listen,
       settings
     ))
     service.attach(transport)
+    // Once attached: the reflection endpoint's address is a rpc:// one.
+    if (config.reflection) yield* Reflection.serve(service)
     return RpcService.of(service)
   })
 

@@ -30,6 +30,8 @@ export * as RpcError from "./RpcError.js"
 export * as RpcGateway from "./RpcGateway.js"
 /** The metrics an RpcService records. @since 0.1.0 */
 export * as RpcMetrics from "./RpcMetrics.js"
+/** Reflection: a service's endpoints, gateways and Schemas, over the wire. @since 0.2.0 */
+export * as RpcReflection from "./RpcReflection.js"
 /** The server handle of a started endpoint. @since 0.1.0 */
 export * as RpcServer from "./RpcServer.js"
 /** The RpcService and its Layers. @since 0.1.0 */

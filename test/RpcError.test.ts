@@ -27,7 +27,15 @@ const samples: ReadonlyArray<[RpcError.RpcCallError, ReadonlyArray<string>]> = [
     new RpcError.FrameTooLargeError({ address, method: "G.m", direction: "request", size: 11, limit: 10 }),
     ["request", "11 bytes", "10 bytes", "maximumFrameSize"]
   ],
-  [new RpcError.RemoteDefectError({ address, method: "G.m", defect: "Error: boom" }), ["G.m", "boom", "keeps serving"]]
+  [new RpcError.RemoteDefectError({ address, method: "G.m", defect: "Error: boom" }), ["G.m", "boom", "keeps serving"]],
+  [
+    new RpcError.MethodNotServedError({ address, method: "G.m", kind: "ask" }),
+    ["G.m", address, "no such method", "different versions", "the rest of it works", "MethodNotServedError"]
+  ],
+  [
+    new RpcError.MethodNotServedError({ address, method: "G.m", kind: "ask", served: "tell" }),
+    ["G.m", "serves it as a tell, not as an ask"]
+  ]
 ]
 
 describe("RpcError", () => {

@@ -3,10 +3,11 @@
  * TCP RpcService bound to 127.0.0.1 on any free port. It prints `READY <store address> <jobmaster address>`
  * once both endpoints have started, serves until SIGTERM, then stops its endpoints (onStop) and its RpcService.
  *
- * Started by examples/remote.ts (npm run example:remote); alone: npx tsx examples/remote/server.ts
+ * Started by examples/remote.ts (npm run example:remote); alone: npx tsx examples/remote/server.ts, and with
+ * RPC_REFLECTION=true for the command-line client (README, "Command-line client").
  */
-import { Console, Effect, Schema } from "effect"
-import { RpcEndpoint, RpcService } from "effect-actor-rpc"
+import { Console, Effect, Layer, Schema } from "effect"
+import { RpcConfig, RpcEndpoint, RpcService } from "effect-actor-rpc"
 import { announce, runRole } from "../support/processes.js"
 import { JobMasterGateway, KeyNotFound, StoreGateway } from "./protocol.js"
 
@@ -65,7 +66,8 @@ const program = Effect.gen(function*() {
 }).pipe(Effect.scoped)
 
 program.pipe(
-  Effect.provide(RpcService.layerTcp({ host: "127.0.0.1", port: "0" })),
+  // RPC_* variables apply: RPC_REFLECTION=true lets the command-line client list and call the endpoints.
+  Effect.provide(RpcService.layerTcp({ host: "127.0.0.1", port: "0" }).pipe(Layer.provide(RpcConfig.layerFromEnv()))),
   Effect.ensuring(Console.log("RpcService shut down")),
   runRole
 )

@@ -1,9 +1,16 @@
+#!/usr/bin/env node
 /**
- * The entry point of the command-line client: `npx tsx src/internal/cliMain.ts check old.json new.json`. The
- * package's `bin` will point at it once the client has its socket commands (issue 16, phase 2).
+ * The entry point of the command-line client, the package's `bin` (`npx effect-actor-rpc ping rpc://...`); in this
+ * repository `npx tsx src/internal/cliMain.ts ...`. Logs go to stderr, so that stdout carries only what a command
+ * prints (JSON for scripts with --json).
  */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import * as Effect from "effect/Effect"
+import * as Logger from "effect/Logger"
 import { run } from "./cli.js"
 
-run(process.argv.slice(2)).pipe(Effect.provide(NodeServices.layer), NodeRuntime.runMain)
+run(process.argv.slice(2)).pipe(
+  Effect.provideService(Logger.LogToStderr, true),
+  Effect.provide(NodeServices.layer),
+  NodeRuntime.runMain
+)

@@ -32,6 +32,7 @@ import {
 } from "../RpcError.js"
 import type * as RpcGateway from "../RpcGateway.js"
 import * as Codec from "./codec.js"
+import * as Exchange from "./exchange.js"
 import { describe } from "./format.js"
 import * as Frame from "./frame.js"
 import * as Heartbeat from "./heartbeat.js"
@@ -60,6 +61,8 @@ export interface ConnectionOwner {
   readonly instruments: Instruments
   /** Give traced calls a server span (`RpcConfig.tracing`). */
   readonly tracing: boolean
+  /** The service's verdicts on pairs of gateway versions, under its `RpcConfig.gatewayCompatibility`. */
+  readonly verdicts: Exchange.Verdicts
 }
 
 /** Why a connection could not be opened, or why it closed. */
@@ -81,9 +84,22 @@ class PendingAsk implements Pending {
   }
 }
 
+/** How a connect was answered: accepted (with the methods not served), refused, or asked for the caller's snapshot. */
+type ConnectAnswer =
+  | { readonly _tag: "Accepted"; readonly notServed: ReadonlyArray<string> }
+  | { readonly _tag: "Refused"; readonly refusal: OpenFailure }
+  | { readonly _tag: "Compare"; readonly snapshot: string }
+
 interface PendingConnect {
   readonly _tag: "Connect"
-  readonly resume: (failure: OpenFailure | undefined) => void
+  readonly resume: (answer: ConnectAnswer) => void
+}
+
+/** What a connect learned: the caller's methods the endpoint does not serve, and the differences this side accepted. */
+export interface Handshake {
+  readonly notServed: ReadonlyArray<string>
+  /** This service's judgement of the differences, when the versions differ and it judged them ("" when none). */
+  readonly differences: string | undefined
 }
 
 type State = "opening" | "open" | "closed"
@@ -139,6 +155,7 @@ export class Connection implements Heartbeat.Watched, ServingConnection {
     return {
       peer: this.peerLabel,
       peerService: this.peer?.service,
+      peerIncarnation: this.peer?.incarnation,
       direction: this.direction,
       state: this.state,
       callsOut,
@@ -182,28 +199,60 @@ export class Connection implements Heartbeat.Watched, ServingConnection {
   // Calls out
   // ---------------------------------------------------------------------------------------------------------------
 
-  /** The per-gateway handshake: does the peer's endpoint serve this gateway, built from the same Schemas? */
+  /**
+   * The per-gateway handshake: does the peer's endpoint serve this gateway, built from the same Schemas, or from
+   * Schemas both sides' policies accept? When the fingerprints differ, the endpoint answers with its snapshot; this
+   * side judges the pair and, if it accepts, sends its own for the endpoint to judge (./exchange.ts).
+   */
   handshake(
     address: string,
     endpointId: string,
     gateway: RpcGateway.Any,
     token: unknown
-  ): Effect.Effect<void, RpcConnectionError> {
-    const fail = (failure: OpenFailure) =>
-      Effect.fail(new RpcConnectionError({ address, gateway: gateway.name, ...failure }))
+  ): Effect.Effect<Handshake, RpcConnectionError> {
+    const fail = (failure: OpenFailure) => new RpcConnectionError({ address, gateway: gateway.name, ...failure })
     return Deferred.await(this.opened).pipe(
-      Effect.catch(fail),
-      Effect.andThen(Effect.callback<void, RpcConnectionError>((resume) => {
+      Effect.mapError(fail),
+      Effect.andThen(Effect.callback<Handshake, RpcConnectionError>((resume) => {
         if (this.state === "closed") {
-          resume(fail(this.closedBecause ?? { reason: "Unreachable", detail: "the connection closed" }))
+          resume(Effect.fail(fail(this.closedBecause ?? { reason: "Unreachable", detail: "the connection closed" })))
           return
         }
         const id = this.takeId()
-        this.pending.set(id, {
-          _tag: "Connect",
-          resume: (failure) => resume(failure === undefined ? Effect.void : fail(failure))
-        })
         const fenced = token === NoToken ? undefined : { value: token }
+        let differences: string | undefined
+        const onAnswer = (answer: ConnectAnswer): void => {
+          if (answer._tag === "Accepted") return resume(Effect.succeed({ notServed: answer.notServed, differences }))
+          if (answer._tag === "Refused") return resume(Effect.fail(fail(answer.refusal)))
+          if (differences !== undefined) {
+            // The endpoint has this side's snapshot already: asking again would go round for ever.
+            this.protocolError(`the endpoint of ${gateway.name} asked for the caller's snapshot twice`)
+            return resume(Effect.fail(fail(this.closedBecause!)))
+          }
+          const mismatch = (detail: string) => resume(Effect.fail(fail({ reason: "GatewayMismatch", detail })))
+          const theirs = Exchange.readPeerSnapshot(answer.snapshot, gateway.name, undefined, "the endpoint's")
+          if (Result.isFailure(theirs)) return mismatch(theirs.failure)
+          const judgement = this.owner.verdicts.judge(
+            this.peer!.incarnation,
+            Exchange.snapshotOf(gateway),
+            theirs.success,
+            "this service"
+          )
+          if (!judgement.accept) return mismatch(judgement.message)
+          differences = judgement.message
+          const mine = Exchange.textOf(gateway)
+          const frame = Wire.connect(id, endpointId, gateway.name, gateway.fingerprint, fenced, mine)
+          if (frame.size > this.limit()) {
+            return mismatch(
+              `the versions differ, and this side's snapshot of ${gateway.name} (${frame.size} bytes) is over the ` +
+                `frame limit of ${this.limit()} bytes, so the endpoint cannot judge it; raise ` +
+                `RpcConfig.maximumFrameSize on both sides, or run the same version`
+            )
+          }
+          this.pending.set(id, { _tag: "Connect", resume: onAnswer })
+          this.outbox.request(frame, id)
+        }
+        this.pending.set(id, { _tag: "Connect", resume: onAnswer })
         this.outbox.request(Wire.connect(id, endpointId, gateway.name, gateway.fingerprint, fenced), id)
         return Effect.sync(() => this.forget(id, false))
       }))
@@ -273,13 +322,18 @@ export class Connection implements Heartbeat.Watched, ServingConnection {
       case "Ask":
       case "Tell":
         return this.serving.request(message, body)
-      case "Connected": {
+      case "Connected":
+      case "Compare": {
         this.heard()
         const pending = this.pending.get(message.id)
         if (pending?._tag !== "Connect") return
         this.pending.delete(message.id)
         pending.resume(
-          message.reason === null ? undefined : { reason: toReason(message.reason), detail: message.detail }
+          message._tag === "Compare"
+            ? { _tag: "Compare", snapshot: message.snapshot }
+            : message.reason === null
+            ? { _tag: "Accepted", notServed: message.notServed }
+            : { _tag: "Refused", refusal: { reason: toReason(message.reason), detail: message.detail } }
         )
         return
       }
@@ -401,7 +455,7 @@ export class Connection implements Heartbeat.Watched, ServingConnection {
     for (const entry of pending) {
       if (entry._tag === "Ask") {
         entry.resume(unreachable(entry.call.address, qualified(entry.call.gateway.name, entry.call.method), reason))
-      } else entry.resume(because)
+      } else entry.resume({ _tag: "Refused", refusal: because })
     }
     this.owner.unregister(this)
     this.outbox.flush()

@@ -83,26 +83,21 @@ export interface Refusal {
 }
 
 /**
- * Does `recipient` serve the gateway named `gateway` with this `fingerprint`? The one check of the per-gateway
- * handshake, made for local connects and for `Connect` frames alike.
+ * The gateway named `gateway` that `recipient` serves, or why it serves none: the first check of the per-gateway
+ * handshake, made for local connects and for `Connect` frames alike. Equal fingerprints then accept at once;
+ * different ones go through the compatibility exchange (./exchange.ts).
  */
-export const checkServes = (recipient: Recipient, gateway: string, fingerprint: string): Refusal | undefined => {
+export const servedGateway = (recipient: Recipient, gateway: string): RpcGateway.Any | Refusal => {
   const served = recipient.served.get(gateway)
-  if (served === undefined) {
-    return {
-      reason: "GatewayNotServed",
-      detail: `the endpoint serves ${[...recipient.served.keys()].join(", ")}, not ${gateway}`
-    }
+  if (served !== undefined) return served
+  return {
+    reason: "GatewayNotServed",
+    detail: `the endpoint serves ${[...recipient.served.keys()].join(", ")}, not ${gateway}`
   }
-  if (served.fingerprint !== fingerprint) {
-    return {
-      reason: "GatewayMismatch",
-      detail: `the endpoint's ${gateway} has fingerprint ${served.fingerprint} but the caller's has ${fingerprint}: ` +
-        `the two sides were built from different Schemas`
-    }
-  }
-  return undefined
 }
+
+/** Is this a refusal rather than a gateway? */
+export const isRefusal = (u: RpcGateway.Any | Refusal): u is Refusal => "reason" in u && "detail" in u
 
 /** `Gateway.method`, as errors and logs name a call. */
 export const qualified = (gateway: string, method: string): string => `${gateway}.${method}`

@@ -35,11 +35,13 @@ import type * as RpcGateway from "../RpcGateway.js"
 import type { RpcServer } from "../RpcServer.js"
 import * as Client from "./client.js"
 import type { Connection } from "./connection.js"
+import { crossing, withNotServed } from "./crossing.js"
 import { Deadlines } from "./deadlines.js"
 import { type EndpointOwner, EndpointRuntime } from "./endpoint.js"
+import * as Exchange from "./exchange.js"
 import { describe } from "./format.js"
 import { randomUuid } from "./ids.js"
-import { checkServes, Invocation, NoToken, type Refusal } from "./invocation.js"
+import { Invocation, isRefusal, NoToken, type Refusal, servedGateway } from "./invocation.js"
 import { Instruments } from "./metrics.js"
 import { endpointContext, ServerHandle } from "./serverHandle.js"
 import type { ConnectOptions, RpcServiceShape, ScheduledTask, Snapshot } from "./serviceTag.js"
@@ -62,7 +64,12 @@ const lookup = (name: string): LocalService | undefined => services.get(name)
 type Lifecycle = "running" | "stopping" | "stopped"
 
 type Resolved =
-  | { readonly _tag: "Local"; readonly runtime: EndpointRuntime }
+  | {
+    readonly _tag: "Local"
+    readonly runtime: EndpointRuntime
+    /** The endpoint's version of the gateway, when it differs from the caller's and the policy accepted it. */
+    readonly crossing: { readonly served: RpcGateway.Any; readonly judgement: Exchange.Judgement } | undefined
+  }
   | { readonly _tag: "Remote"; readonly authority: string; readonly endpointId: string }
 
 /**
@@ -104,6 +111,8 @@ export class LocalService implements RpcServiceShape, EndpointOwner {
   readonly throughput: number
   readonly instruments: Instruments
   readonly tracing: boolean
+  /** Verdicts on pairs of gateway versions, under `RpcConfig.gatewayCompatibility` (./exchange.ts). */
+  readonly verdicts: Exchange.Verdicts
 
   private readonly deadlines: Deadlines
 
@@ -119,6 +128,7 @@ export class LocalService implements RpcServiceShape, EndpointOwner {
     this.deadlines = new Deadlines(context, scope)
     this.instruments = new Instruments(context, config.metrics)
     this.tracing = config.tracing
+    this.verdicts = new Exchange.Verdicts(config.gatewayCompatibility)
     this.origin = {
       name,
       config,
@@ -139,6 +149,11 @@ export class LocalService implements RpcServiceShape, EndpointOwner {
   /** The live endpoint with that id, for transports. */
   endpoint(endpointId: string): EndpointRuntime | undefined {
     return this.endpoints.get(endpointId)
+  }
+
+  /** The `host:port` this service advertises; undefined in-process. */
+  get authority(): string | undefined {
+    return this.transport?.authority
   }
 
   /** How many connections the service's transport has open (0 without one). */
@@ -290,11 +305,34 @@ export class LocalService implements RpcServiceShape, EndpointOwner {
     if (runtime === undefined) {
       return Result.fail({ reason: "UnknownEndpoint", detail: `no endpoint "${endpointId}" runs on RpcService ${service.name}` })
     }
+    const served = servedGateway(runtime, gateway.name)
+    if (isRefusal(served)) return Result.fail(served)
+    const checkToken = () => {
+      const refusal = runtime.checkConnectToken(token)
+      return refusal === undefined ? undefined : Result.fail(refusal)
+    }
     // The same gateway object needs no fingerprint (computing one costs a Schema walk).
-    const refusal = (runtime.served.get(gateway.name) === gateway
-      ? undefined
-      : checkServes(runtime, gateway.name, gateway.fingerprint)) ?? runtime.checkConnectToken(token)
-    return refusal === undefined ? Result.succeed({ _tag: "Local", runtime }) : Result.fail(refusal)
+    if (served === gateway || served.fingerprint === gateway.fingerprint) {
+      return checkToken() ?? Result.succeed({ _tag: "Local", runtime, crossing: undefined })
+    }
+    // Another version of the gateway in the same process: judged as a remote connect would be, by both services'
+    // policies (the caller's and the endpoint's may be two services), before the token, as over the wire.
+    const refusal = this.judgeLocal(service, gateway, served)
+    if (refusal !== undefined) return Result.fail({ reason: "GatewayMismatch", detail: refusal })
+    const judgement = this.verdicts.judge("", Exchange.snapshotOf(gateway), Exchange.snapshotOf(served), "this service")
+    if (!judgement.accept) return Result.fail({ reason: "GatewayMismatch", detail: judgement.message })
+    return checkToken() ?? Result.succeed({ _tag: "Local", runtime, crossing: { served, judgement } })
+  }
+
+  /** Why the endpoint's service refuses a local caller's version of a gateway, if it does. */
+  private judgeLocal(service: LocalService, gateway: RpcGateway.Any, served: RpcGateway.Any): string | undefined {
+    const judgement = service.verdicts.judge(
+      "",
+      Exchange.snapshotOf(gateway),
+      Exchange.snapshotOf(served),
+      service === this ? "this service" : `the endpoint's service (${service.name})`
+    )
+    return judgement.accept ? undefined : judgement.message
   }
 
   private connectWith<G extends RpcGateway.Any>(
@@ -314,7 +352,15 @@ export class LocalService implements RpcServiceShape, EndpointOwner {
       const target = resolved.success
       const tokenOf = () => token
       if (target._tag === "Local") {
-        return Effect.succeed(Client.make(gateway, this.port(target.runtime), this.origin, tokenOf))
+        if (target.crossing === undefined) {
+          return Effect.succeed(Client.make(gateway, this.port(target.runtime), this.origin, tokenOf))
+        }
+        const { judgement, served } = target.crossing
+        const port = crossing(this.port(target.runtime), gateway, served, judgement.notServed)
+        return Effect.as(
+          this.logDifferences(address, gateway, judgement.message),
+          Client.make(gateway, port, this.origin, tokenOf)
+        )
       }
       const connection = this.transport!.connectionTo(target.authority)
       if (connection === undefined) return Effect.fail(this.stoppedError(`connect to ${address}`))
@@ -334,9 +380,24 @@ export class LocalService implements RpcServiceShape, EndpointOwner {
                 (options?.timeout === undefined ? " (RpcConfig.connectTimeout)" : "")
             })
         }),
-        Effect.as(Client.make(gateway, port, this.origin, () => wireToken))
+        Effect.tap((handshake) => this.logDifferences(address, gateway, handshake.differences)),
+        Effect.map((handshake) =>
+          Client.make(gateway, withNotServed(port, handshake.notServed), this.origin, () => wireToken)
+        )
       )
     })
+  }
+
+  /** Logs, once per connect that went through the exchange, what differs between the two versions. */
+  private logDifferences(
+    address: string,
+    gateway: RpcGateway.Any,
+    differences: string | undefined
+  ): Effect.Effect<void> {
+    if (differences === undefined || differences === "") return Effect.void
+    return Effect.logWarning(`Connected ${gateway.name} to ${address}, another version of it: ${differences}`).pipe(
+      Effect.annotateLogs({ service: this.name })
+    )
   }
 
   readonly connect = <G extends RpcGateway.Any>(

@@ -149,6 +149,8 @@ export interface ConnectionSnapshot {
   readonly peer: string
   /** The peer service's name, once its hello has arrived. */
   readonly peerService: string | undefined
+  /** The peer service's incarnation (new each time it starts), once its hello has arrived. */
+  readonly peerIncarnation: string | undefined
   readonly direction: "outbound" | "inbound"
   readonly state: "opening" | "open" | "closed"
   /** Asks sent on it that wait for their reply. */

@@ -9,8 +9,8 @@ import * as Tracer from "effect/Tracer"
 import * as RpcAddress from "../RpcAddress.js"
 import {
   MailboxFullError,
+  MethodNotServedError,
   RecipientUnreachableError,
-  RemoteDefectError,
   type RpcCallError,
   RpcSerializationError
 } from "../RpcError.js"
@@ -18,7 +18,8 @@ import type * as RpcGateway from "../RpcGateway.js"
 import * as Codec from "./codec.js"
 import type { ConnectionOwner, OpenFailure } from "./connection.js"
 import { BACKLOG_BYTES, ReceiveWindow } from "./flow.js"
-import { checkServes, Invocation, NoToken, qualified, type Resume } from "./invocation.js"
+import * as Exchange from "./exchange.js"
+import { Invocation, isRefusal, NoToken, qualified, type Resume, servedGateway } from "./invocation.js"
 import type { Outbox } from "./outbox.js"
 import * as Wire from "./wire.js"
 
@@ -29,6 +30,8 @@ export type RequestMessage = Extract<Wire.Message, { _tag: "Connect" | "Ask" | "
 export interface ServingConnection {
   readonly owner: ConnectionOwner
   readonly outbox: Outbox
+  /** What the peer said in its hello (requests come only after it). */
+  readonly peer: { readonly incarnation: string } | undefined
   /** Is the connection closed (nothing is answered any more)? */
   readonly isClosed: () => boolean
   /** The largest frame both sides accept. */
@@ -113,19 +116,39 @@ export class Serving {
     return RpcAddress.format({ protocol, authority, endpointId })
   }
 
+  /**
+   * Answers a connect: at once when the endpoint serves the gateway with the caller's fingerprint (or a verdict on
+   * the pair is cached); otherwise with this side's snapshot (`Compare`), and, once the caller has sent its own, with
+   * this service's verdict (./exchange.ts).
+   */
   private onConnect(connect: Extract<Wire.Message, { _tag: "Connect" }>): void {
-    const answer = (refusal: OpenFailure | undefined) =>
-      this.connection.outbox.push(Wire.connected(connect.id, refusal?.reason ?? null, refusal?.detail ?? ""))
-    const recipient = this.connection.owner.lookup(connect.endpointId)
+    const { outbox, owner } = this.connection
+    const answer = (refusal: OpenFailure | undefined, notServed?: ReadonlyArray<string>) =>
+      outbox.push(Wire.connected(connect.id, refusal?.reason ?? null, refusal?.detail ?? "", notServed))
+    const recipient = owner.lookup(connect.endpointId)
     if (recipient === undefined) {
       return answer({
         reason: "UnknownEndpoint",
-        detail: `no endpoint "${connect.endpointId}" runs on RpcService ${this.connection.owner.serviceName} at ` +
-          `${this.connection.owner.authority}`
+        detail: `no endpoint "${connect.endpointId}" runs on RpcService ${owner.serviceName} at ${owner.authority}`
       })
     }
-    const token = connect.token === undefined ? NoToken : connect.token.value
-    answer(checkServes(recipient, connect.gateway, connect.fingerprint) ?? recipient.checkConnectToken(token))
+    const served = servedGateway(recipient, connect.gateway)
+    if (isRefusal(served)) return answer(served)
+    // The versions first: a token Schema that changed is a difference to name by path, not an invalid token.
+    const tokenRefusal = () => recipient.checkConnectToken(connect.token === undefined ? NoToken : connect.token.value)
+    if (served.fingerprint === connect.fingerprint) return answer(tokenRefusal())
+    const peer = this.connection.peer!.incarnation
+    const who = "the endpoint's service"
+    let judgement = owner.verdicts.cached(peer, connect.fingerprint, served.fingerprint, who)
+    if (judgement === undefined) {
+      if (connect.snapshot === undefined) return outbox.push(Wire.compare(connect.id, Exchange.textOf(served)))
+      const theirs = Exchange.readPeerSnapshot(connect.snapshot, connect.gateway, connect.fingerprint, "the caller's")
+      if (Result.isFailure(theirs)) return answer({ reason: "GatewayMismatch", detail: theirs.failure })
+      judgement = owner.verdicts.judge(peer, theirs.success, Exchange.snapshotOf(served), who)
+    }
+    if (!judgement.accept) return answer({ reason: "GatewayMismatch", detail: judgement.message })
+    const refusal = tokenRefusal()
+    answer(refusal, refusal === undefined ? judgement.notServed : undefined)
   }
 
   /** The address and qualified method of a call: only errors need them, so only error paths build them. */
@@ -152,12 +175,14 @@ export class Serving {
     }
     const spec = Codec.methodOf(recipient.served.get(call.gateway)?.methods, call.method)
     if (spec === undefined || (spec.kind === "tell") !== !isAsk) {
-      const target = this.target(call)
+      // Another version of the gateway: a method only the caller's has (a tell has nobody to tell; it is counted).
+      this.connection.owner.instruments.reject("not_served")
       return this.reject(
         call,
-        new RemoteDefectError({
-          ...target,
-          defect: `the endpoint does not serve ${target.method} as an ${call._tag.toLowerCase()}`
+        new MethodNotServedError({
+          ...this.target(call),
+          kind: isAsk ? "ask" : "tell",
+          ...(spec === undefined ? {} : { served: spec.kind })
         })
       )
     }

@@ -7,6 +7,8 @@
  * (transformations and the checks on their decoded side), by path, and whether the value crosses as raw bytes.
  */
 import * as Duration from "effect/Duration"
+import { hasProperty } from "effect/Predicate"
+import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import * as SchemaAST from "effect/SchemaAST"
 import * as SchemaRepresentation from "effect/SchemaRepresentation"
@@ -72,6 +74,82 @@ export const GatewaySnapshot = Schema.Struct({
 
 /** The type of {@link GatewaySnapshot}. */
 export type GatewaySnapshot = typeof GatewaySnapshot.Type
+
+// ---------------------------------------------------------------------------------------------------------------
+// Reading and writing
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Why a snapshot could not be read (the reasons of `RpcCompatibility.SnapshotError`). */
+export interface ParseFailure {
+  readonly reason: "InvalidJson" | "InvalidSnapshot" | "UnsupportedVersion"
+  readonly detail: string
+}
+
+const decodeGatewaySnapshot = Schema.decodeUnknownResult(GatewaySnapshot)
+
+/**
+ * Reads a snapshot from JSON text or a parsed JSON value, synchronously: the file a user wrote and the text a peer
+ * sent at connect go through the same checks, down to every representation being a SchemaRepresentation document.
+ */
+export const parse = (input: unknown): Result.Result<GatewaySnapshot, ParseFailure> => {
+  const fail = (reason: ParseFailure["reason"], detail: string) => Result.fail({ reason, detail })
+  let json: unknown = input
+  if (typeof input === "string") {
+    try {
+      json = JSON.parse(input)
+    } catch (error) {
+      return fail("InvalidJson", error instanceof Error ? error.message : String(error))
+    }
+  }
+  if (hasProperty(json, "format") && json.format !== FORMAT) {
+    return fail("InvalidSnapshot", `its format is ${JSON.stringify(json.format)}, not "${FORMAT}"`)
+  }
+  if (hasProperty(json, "version") && json.version !== VERSION) {
+    return fail(
+      "UnsupportedVersion",
+      `it is version ${JSON.stringify(json.version)}; this library reads version ${VERSION}`
+    )
+  }
+  const decoded = decodeGatewaySnapshot(json)
+  if (Result.isFailure(decoded)) return fail("InvalidSnapshot", decoded.failure.message)
+  const value = decoded.success
+  const schemas: Array<[string, SchemaSnapshot]> = []
+  if (value.token !== undefined) schemas.push(["token", value.token])
+  for (const [name, method] of Object.entries(value.methods)) {
+    schemas.push(
+      [`methods.${name}.payload`, method.payload],
+      [`methods.${name}.success`, method.success],
+      [`methods.${name}.failure`, method.failure]
+    )
+  }
+  for (const [where, schema] of schemas) {
+    if (schema.representation === null) continue
+    try {
+      SchemaRepresentation.fromJson(schema.representation)
+    } catch (error) {
+      return fail(
+        "InvalidSnapshot",
+        `${where}.representation is not a SchemaRepresentation document (${
+          error instanceof Error ? error.message : String(error)
+        })`
+      )
+    }
+  }
+  return Result.succeed(value)
+}
+
+const encodeGatewaySnapshot = Schema.encodeSync(GatewaySnapshot)
+const texts = new WeakMap<GatewaySnapshot, string>()
+
+/** A snapshot as compact JSON text, as it crosses the wire at connect (cached: snapshots are immutable). */
+export const toText = (snapshot: GatewaySnapshot): string => {
+  let text = texts.get(snapshot)
+  if (text === undefined) {
+    text = JSON.stringify(encodeGatewaySnapshot(snapshot))
+    texts.set(snapshot, text)
+  }
+  return text
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // From a gateway

@@ -21,6 +21,7 @@ import * as RpcAddress from "../RpcAddress.js"
 import type { RpcConfig } from "../RpcConfig.js"
 import { RpcBindError } from "../RpcError.js"
 import { Connection, type ConnectionOwner, type OpenFailure } from "./connection.js"
+import type { Verdicts } from "./exchange.js"
 import { describe } from "./format.js"
 import type { Recipient } from "./invocation.js"
 import type { Instruments } from "./metrics.js"
@@ -45,6 +46,8 @@ export interface TransportOwner {
   readonly tracing: boolean
   /** The services dialled connections run with (the application's logger, clock, tracer). */
   readonly context: Context.Context<never>
+  /** The service's verdicts on pairs of gateway versions (./exchange.ts). */
+  readonly verdicts: Verdicts
 }
 
 const ignore = () => {}
@@ -94,7 +97,8 @@ export class Transport {
         }
       },
       instruments: owner.instruments,
-      tracing: owner.tracing
+      tracing: owner.tracing,
+      verdicts: owner.verdicts
     }
   }
 

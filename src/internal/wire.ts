@@ -24,7 +24,8 @@ export const Type = {
   Heartbeat: 6,
   Close: 7,
   Cancel: 8,
-  Credit: 9
+  Credit: 9,
+  Compare: 10
 } as const
 
 /**
@@ -77,8 +78,26 @@ export type Message =
     readonly fingerprint: string
     /** Absent for a plain connect; a fenced connect's token, checked by the endpoint. */
     readonly token: { readonly value: unknown } | undefined
+    /** The caller's snapshot of the gateway (JSON text), sent only in answer to a `Compare`. */
+    readonly snapshot: string | undefined
   }
-  | { readonly _tag: "Connected"; readonly id: number; readonly reason: string | null; readonly detail: string }
+  | {
+    readonly _tag: "Connected"
+    readonly id: number
+    readonly reason: string | null
+    readonly detail: string
+    /**
+     * On an accepted connect whose fingerprints differ: the caller's methods the endpoint does not serve (calls to
+     * them fail at once with `MethodNotServedError`). Empty otherwise.
+     */
+    readonly notServed: ReadonlyArray<string>
+  }
+  | {
+    readonly _tag: "Compare"
+    readonly id: number
+    /** The endpoint's snapshot of the gateway (JSON text). */
+    readonly snapshot: string
+  }
   | {
     readonly _tag: "Ask" | "Tell"
     readonly id: number
@@ -157,18 +176,40 @@ export const hello = (
   receiveWindow: number = windowFor(maximumFrameSize)
 ) => frame([Type.Hello, VERSION, incarnation, service, authority, maximumFrameSize, receiveWindow])
 
-/** The per-gateway handshake request; `token` is present for a fenced connect, so that the endpoint checks it. */
+/**
+ * The per-gateway handshake request; `token` is present for a fenced connect, so that the endpoint checks it, and
+ * `snapshot` (the caller's gateway as JSON) only in answer to a `Compare`: the fast path sends six elements.
+ */
 export const connect = (
   id: number,
   endpointId: string,
   gateway: string,
   fingerprint: string,
-  token?: { readonly value: unknown } | undefined
-) => frame([Type.Connect, id, endpointId, gateway, fingerprint, token === undefined ? null : [token.value]])
+  token?: { readonly value: unknown } | undefined,
+  snapshot?: string | undefined
+) => {
+  const wireToken = token === undefined ? null : [token.value]
+  const message: Array<unknown> = [Type.Connect, id, endpointId, gateway, fingerprint, wireToken]
+  if (snapshot !== undefined) message.push(snapshot)
+  return frame(message)
+}
 
-/** The handshake answer: `reason` is null when the endpoint serves the gateway. */
-export const connected = (id: number, reason: string | null, detail: string) =>
-  frame([Type.Connected, id, reason, detail])
+/**
+ * The handshake answer: `reason` is null when the endpoint serves the gateway. `notServed` (sent only when not
+ * empty) lists the caller's methods the endpoint does not serve, after an exchange of snapshots.
+ */
+export const connected = (id: number, reason: string | null, detail: string, notServed?: ReadonlyArray<string>) =>
+  frame(
+    notServed === undefined || notServed.length === 0
+      ? [Type.Connected, id, reason, detail]
+      : [Type.Connected, id, reason, detail, notServed]
+  )
+
+/**
+ * The endpoint's answer to a `Connect` whose fingerprint differs from its own, when it has no verdict for the pair
+ * yet: its snapshot of the gateway, to be judged by the caller, which answers with a `Connect` carrying its own.
+ */
+export const compare = (id: number, snapshot: string) => frame([Type.Compare, id, snapshot])
 
 /** A call; `token` is absent for unfenced calls, `timeout` for tells and asks without one. */
 export const call = (
@@ -220,6 +261,7 @@ export class WireError {
 
 const isId = (u: unknown): u is number => typeof u === "number" && Number.isSafeInteger(u) && u >= 0
 const isString = (u: unknown): u is string => typeof u === "string"
+const isStrings = (u: unknown): u is Array<string> => Array.isArray(u) && u.every(isString)
 const isToken = (u: unknown): u is null | [unknown] => u === null || (Array.isArray(u) && u.length === 1)
 const isTimeout = (u: unknown): u is null | number => u === null || (typeof u === "number" && u >= 0 && u <= MAX_TIMEOUT)
 const isTrace = (u: unknown): u is null | [string, string, boolean] =>
@@ -274,21 +316,31 @@ export const decode = (body: Uint8Array): Message | WireError => {
       }
       break
     case Type.Connect:
-      if (m.length === 6 && isId(m[1]) && isString(m[2]) && isString(m[3]) && isString(m[4]) && isToken(m[5])) {
+      if (
+        (m.length === 6 || (m.length === 7 && isString(m[6]))) && isId(m[1]) && isString(m[2]) && isString(m[3]) &&
+        isString(m[4]) && isToken(m[5])
+      ) {
         return {
           _tag: "Connect",
           id: m[1],
           endpointId: m[2],
           gateway: m[3],
           fingerprint: m[4],
-          token: m[5] === null ? undefined : { value: m[5][0] }
+          token: m[5] === null ? undefined : { value: m[5][0] },
+          snapshot: m.length === 7 ? m[6] : undefined
         }
       }
       break
     case Type.Connected:
-      if (m.length === 4 && isId(m[1]) && (m[2] === null || isString(m[2])) && isString(m[3])) {
-        return { _tag: "Connected", id: m[1], reason: m[2], detail: m[3] }
+      if (
+        (m.length === 4 || (m.length === 5 && isStrings(m[4]))) && isId(m[1]) && (m[2] === null || isString(m[2])) &&
+        isString(m[3])
+      ) {
+        return { _tag: "Connected", id: m[1], reason: m[2], detail: m[3], notServed: m.length === 5 ? m[4] : [] }
       }
+      break
+    case Type.Compare:
+      if (m.length === 3 && isId(m[1]) && isString(m[2])) return { _tag: "Compare", id: m[1], snapshot: m[2] }
       break
     case Type.Ask:
       if (

@@ -270,6 +270,9 @@ export const runAttack = (port: number, attack: Attack, deadlines: Deadlines): E
         case "Heartbeat":
           if (message.reply) answered = true
           break
+        case "Compare":
+          answered = true
+          break
         case "Close":
           closeReason = message.reason
           break

@@ -62,14 +62,14 @@ const errorTags = (messages: ReadonlyArray<Wire.Message>) =>
 
 const sampleBytes = () => Result.getOrThrow(Wire.encodeValue(Sample, randomSample(new G.Rng(1))))
 
-/** An Ask for FuzzGateway.constructor: the answer must be a RemoteDefectError, and the server must live on. */
+/** An Ask for FuzzGateway.constructor: the answer must be a MethodNotServedError, and the server must live on. */
 export const inheritedMethodName: Effect.Effect<string | undefined> = Effect.scoped(Effect.gen(function*() {
   const { gateway, port } = yield* serverAndClient
   const ask = G.frameBytes(Wire.call(false, 1, FUZZ_ID, FuzzGateway.name, "constructor", undefined, undefined, undefined, sampleBytes()))
   const messages = yield* exchange(port, G.concat([hello(), ask]), 3000, (m) => errorTags(m).length > 0)
   const tags = errorTags(messages)
   const after = yield* Effect.exit(gateway.double(21))
-  if (!tags.includes("RemoteDefectError")) return `no RemoteDefectError reply (got [${tags.join(", ")}])`
+  if (!tags.includes("MethodNotServedError")) return `no MethodNotServedError reply (got [${tags.join(", ")}])`
   if (after._tag === "Failure" || after.value !== 42) return "the server stopped answering"
   return undefined
 }))

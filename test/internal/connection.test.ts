@@ -7,6 +7,7 @@ import { Context, Effect, Exit, Fiber, Schema } from "effect"
 import { Duplex } from "node:stream"
 import { RpcConfig, RpcError, RpcGateway } from "effect-actor-rpc"
 import { Connection, type ConnectionOwner, type OutboundCall } from "../../src/internal/connection.js"
+import { Verdicts } from "../../src/internal/exchange.js"
 import { NoToken } from "../../src/internal/invocation.js"
 import * as Frame from "../../src/internal/frame.js"
 import { Instruments } from "../../src/internal/metrics.js"
@@ -25,7 +26,8 @@ const owner: ConnectionOwner = {
   register: () => {},
   unregister: () => {},
   instruments: new Instruments(Context.empty(), false),
-  tracing: false
+  tracing: false,
+  verdicts: new Verdicts("backward")
 }
 
 /**

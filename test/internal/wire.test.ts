@@ -4,6 +4,7 @@
  * buffer.
  */
 import { assert, describe, it } from "@effect/vitest"
+import { encode as msgpack } from "@msgpack/msgpack"
 import { Result, Schema } from "effect"
 import { coalesce } from "../../src/internal/outbox.js"
 import * as Frame from "../../src/internal/frame.js"
@@ -106,5 +107,52 @@ describe("wire", () => {
       const ok = Result.getOrThrow(Wire.encodeValue(Limited, new Uint8Array(2)))
       assert.isTrue(Result.isSuccess(Wire.decodeValue(Limited, ok)))
     })
+  })
+})
+
+describe("the compatibility exchange's messages", () => {
+  const body = (frame: Wire.OutFrame) => concat(chunksOf(frame)).subarray(Frame.HEADER_BYTES)
+
+  it("a Connect without a snapshot is the six elements it always was: the fast path costs no byte more", () => {
+    const frame = Wire.connect(7, "endpoint", "G", "0123456789abcdef")
+    assert.deepStrictEqual([...body(frame)], [...msgpack([1, 7, "endpoint", "G", "0123456789abcdef", null])])
+    assert.deepStrictEqual([...body(Wire.connected(7, null, ""))], [...msgpack([2, 7, null, ""])])
+    assert.deepStrictEqual([...body(Wire.connected(7, null, "", []))], [...msgpack([2, 7, null, ""])])
+  })
+
+  it("Connect with a snapshot, Connected with the methods not served, and Compare decode to what was framed", () => {
+    const [connect, connected, compare] = decodeStream(concat([
+      ...chunksOf(Wire.connect(1, "e", "G", "fp", { value: "t" }, "{}")),
+      ...chunksOf(Wire.connected(1, null, "", ["extra"])),
+      ...chunksOf(Wire.compare(1, "{\"gateway\":\"G\"}"))
+    ]))
+    assert.deepStrictEqual(connect, {
+      _tag: "Connect",
+      id: 1,
+      endpointId: "e",
+      gateway: "G",
+      fingerprint: "fp",
+      token: { value: "t" },
+      snapshot: "{}"
+    })
+    assert.deepStrictEqual(connected, { _tag: "Connected", id: 1, reason: null, detail: "", notServed: ["extra"] })
+    assert.deepStrictEqual(compare, { _tag: "Compare", id: 1, snapshot: "{\"gateway\":\"G\"}" })
+  })
+
+  it("malformed ones are protocol errors", () => {
+    for (
+      const message of [
+        [1, 1, "e", "G", "fp", null, 5],
+        [1, 1, "e", "G", "fp", null, "{}", "more"],
+        [2, 1, null, "", "extra"],
+        [2, 1, null, "", [1]],
+        [10, 1],
+        [10, 1, {}],
+        [10, -1, "{}"]
+      ]
+    ) {
+      const decoded = Wire.decode(msgpack(message))
+      assert.instanceOf(decoded, Wire.WireError, JSON.stringify(message))
+    }
   })
 })
