@@ -164,8 +164,8 @@ export const make = <G extends RpcGateway.Any, A, E>(
     /** Connects to `leader` and registers, retrying as Flink does; ends once registered (or when interrupted). */
     const session = (leader: LeaderInformation, of: number) =>
       Effect.gen(function*() {
+        // `follow` has published Connecting (attempt 1) already.
         let attempt = 1
-        yield* connecting(of, leader, attempt)
         let client: RpcGateway.Client<G>
         while (true) {
           const connected = yield* Effect.result(
