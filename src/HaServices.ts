@@ -226,6 +226,13 @@ export const layerEmbedded: Layer.Layer<HaServices> = layer(makeEmbeddedDriver)
  * @since 0.2.0
  */
 export interface LeaderEndpointOptions {
+  /**
+   * Runs once a session's token is in force and its leadership confirmed (in the contender's grant callback: keep it
+   * short, the next event waits for it).
+   */
+  readonly onConfirmed?: ((leadership: Leadership) => Effect.Effect<void>) | undefined
+  /** Runs once a session's token has been cleared, with why it ended (in the contender's revoke callback). */
+  readonly onRevoked?: ((revocation: Revocation) => Effect.Effect<void>) | undefined
   /** Hears the engine's errors (the campaign goes on); they are logged as warnings when absent. */
   readonly onError?: ((error: LeaderElectionError) => Effect.Effect<void>) | undefined
 }

@@ -70,12 +70,15 @@ export const make = <Gs extends ReadonlyArray<RpcGateway.Any>, EStop, EInit, R>(
     const address = server.address
 
     /** Confirms `token`'s session; an engine that could not be reached is asked again while the session stands. */
-    const confirm = (confirmOnce: Effect.Effect<boolean, LeaderElectionError>, token: LeaderToken.LeaderToken) =>
+    const confirm = (leadership: Leadership) =>
       Effect.gen(function*() {
+        const token = leadership.token
+        const confirmOnce = leadership.confirm(address)
         const confirmed = yield* confirmOnce
         if (confirmed) {
           yield* SubscriptionRef.set(leading, Option.some(token))
           yield* Effect.logInfo(`Leading as ${token} at ${address}`).pipe(log)
+          if (options?.onConfirmed !== undefined) yield* options.onConfirmed(leadership)
         }
         return confirmed
       })
@@ -94,14 +97,14 @@ export const make = <Gs extends ReadonlyArray<RpcGateway.Any>, EStop, EInit, R>(
           yield* Effect.logWarning(`Granted ${token}, but its lease deadline passed before the token was set`).pipe(log)
           return
         }
-        const first = yield* Effect.result(confirm(leadership.confirm(address), token))
+        const first = yield* Effect.result(confirm(leadership))
         if (first._tag === "Success") return
         // The engine could not be reached: try again, off the event loop (a revocation must not wait for this), while
         // the session stands. Meanwhile the endpoint serves under the token, but nobody has been told of it.
         yield* Effect.logWarning(`Could not confirm ${token}; trying again`, first.failure).pipe(log)
         yield* FiberSet.run(
           background,
-          confirm(leadership.confirm(address), token).pipe(
+          confirm(leadership).pipe(
             Effect.retry({
               schedule: Schedule.exponential("100 millis"),
               times: CONFIRM_RETRIES,
@@ -123,6 +126,7 @@ export const make = <Gs extends ReadonlyArray<RpcGateway.Any>, EStop, EInit, R>(
           yield* server.clearFencingToken
           yield* SubscriptionRef.set(leading, Option.none())
           yield* Effect.logInfo(`Stepped down from ${revocation.token}: ${revocation.reason}`).pipe(log)
+          if (options?.onRevoked !== undefined) yield* options.onRevoked(revocation)
         }),
       error: options?.onError
     }).pipe(Scope.provide(campaignScope))
