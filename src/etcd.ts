@@ -28,8 +28,9 @@
  * absent and while etcd cannot be reached.
  *
  * This module holds the public options and Layers; the driver is in internal/etcd/ (`settings.ts`: options resolved
- * and checked, the client's options, the leader key's encoding; `driver.ts`: sessions, keepalives, retrieval), split
- * to keep each file under the project's 500 lines.
+ * and checked, the leader key's encoding; `driver.ts`: the etcd3 client, sessions, keepalives, retrieval), split to
+ * keep each file under the project's 500 lines. `driver.ts` is imported on first use, so that this entry point loads
+ * without etcd3 and a missing etcd3 is a `LeaderElectionError` that says what to install.
  *
  * @since 0.1.0
  */
@@ -37,9 +38,8 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
-import type { LeaderElectionError } from "./HaError.js"
+import { LeaderElectionError } from "./HaError.js"
 import * as HaServices from "./HaServices.js"
-import * as Driver from "./internal/etcd/driver.js"
 import * as Settings from "./internal/etcd/settings.js"
 import type { LeaderElectionDriver } from "./LeaderElectionDriver.js"
 
@@ -108,7 +108,33 @@ export const defaults: {
  * @since 0.1.0
  */
 export const makeDriver = (options: EtcdOptions): Effect.Effect<LeaderElectionDriver, LeaderElectionError, Scope.Scope> =>
-  Effect.flatMap(Settings.resolve(options), (settings) => Driver.make(options, settings))
+  Effect.gen(function*() {
+    const settings = yield* Settings.resolve(options)
+    const Driver = yield* loadDriver(settings.engine)
+    return yield* Driver.make(options, settings)
+  })
+
+/**
+ * The driver, loaded on first use: etcd3 (and its gRPC client) are optional peer dependencies, so a missing one is a
+ * typed error that says what to install rather than a failed import of this entry point.
+ */
+const loadDriver = (engine: string) =>
+  Effect.tryPromise({
+    try: () => import("./internal/etcd/driver.js"),
+    catch: (cause) => {
+      const missing = /Cannot find (?:package|module) '(etcd3|cockatiel)'/.exec(String(cause))
+      return new LeaderElectionError({
+        component: "",
+        engine,
+        reason: "InvalidConfiguration",
+        detail: missing === null
+          ? `the etcd driver could not be loaded: ${String(cause)}`
+          : `the etcd driver needs the ${missing[1]} package, which is not installed: run \`npm install etcd3\` ` +
+            `(it brings cockatiel; with a package manager that does not hoist, install cockatiel too)`,
+        cause
+      })
+    }
+  })
 
 /**
  * The HA services on etcd; the client connects lazily and closes with the Layer. Fails at once only on a

@@ -1,6 +1,7 @@
 /**
  * The etcd driver itself: campaign sessions on a lease, keepalives that move the lease deadline, ownership checks
  * before a grant, guarded publication, and retrieval by watch and probe. See ../../etcd.ts for the recipe it follows.
+ * The only module that loads etcd3 (and cockatiel); etcd.ts imports it dynamically.
  */
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -8,14 +9,15 @@ import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { Etcd3, GRPCDeadlineExceededError, type IKeyValue, isRecoverableError, type Watcher } from "etcd3"
+import { ExponentialBackoff, noop } from "cockatiel"
+import { Etcd3, GRPCDeadlineExceededError, type IKeyValue, type IOptions, isRecoverableError, type Watcher } from "etcd3"
 import { randomUUID } from "node:crypto"
 import type { EtcdOptions } from "../../etcd.js"
 import { LeaderElectionError } from "../../HaError.js"
 import type { LeaderInformation } from "../../LeaderInformation.js"
 import type { DriverCampaign, DriverEvent, LeaderElectionDriver } from "../../LeaderElectionDriver.js"
 import * as LeaderToken from "../../LeaderToken.js"
-import { clientOptions, decodeLeader, encodeLeader, prefixEnd, type Settings } from "./settings.js"
+import { decodeLeader, encodeLeader, prefixEnd, type Settings, toBuffer } from "./settings.js"
 
 type SessionEnd = "Revoked" | "Suspended" | "Relinquished"
 
@@ -31,6 +33,28 @@ interface Session {
   deadline: number
   readonly end: Deferred.Deferred<SessionEnd>
 }
+
+/** The etcd3 client's options: our own loops retry, so the client's fault handling is off. */
+export const clientOptions = (options: EtcdOptions, settings: Settings): IOptions => ({
+  hosts: [...options.endpoints],
+  dialTimeout: settings.requestMillis,
+  // Our own loops retry, with deadlines that matter for safety: no hidden retries or circuit breakers under them,
+  // and watches reconnect within a second rather than etcd3's default of up to 30 s.
+  faultHandling: {
+    host: () => noop,
+    global: noop,
+    watchBackoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 1000 }).next()
+  },
+  defaultCallOptions: (context) => context.isStream ? {} : { deadline: Date.now() + settings.requestMillis },
+  ...(options.tls === undefined ? {} : {
+    credentials: {
+      rootCertificate: toBuffer(options.tls.ca),
+      ...(options.tls.key === undefined ? {} : { privateKey: toBuffer(options.tls.key) }),
+      ...(options.tls.cert === undefined ? {} : { certChain: toBuffer(options.tls.cert) })
+    }
+  }),
+  ...(options.auth === undefined ? {} : { auth: { ...options.auth } })
+})
 
 /** Makes the etcd driver over resolved `settings`: one etcd3 client for every campaign and retrieval. */
 export const make = (

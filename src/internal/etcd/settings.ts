@@ -1,12 +1,11 @@
 /**
- * The etcd driver's settings: its options resolved and checked, the etcd3 client's options, and the encoding of what
- * it writes (the leader key's JSON, key ranges). See ../../etcd.ts for the recipe.
+ * The etcd driver's settings: its options resolved and checked, and the encoding of what it writes (the leader key's
+ * JSON, key ranges). It loads no third-party package, so that `effect-actor-rpc/etcd` loads (and can say what to
+ * install) without etcd3. See ../../etcd.ts for the recipe.
  */
-import { ExponentialBackoff, noop } from "cockatiel"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
-import type { IOptions } from "etcd3"
 import type { EtcdOptions } from "../../etcd.js"
 import { LeaderElectionError } from "../../HaError.js"
 import { LeaderInformation } from "../../LeaderInformation.js"
@@ -44,7 +43,7 @@ export const prefixEnd = (prefix: Buffer): Buffer => {
   return Buffer.from([0])
 }
 
-const toBuffer = (value: string | Uint8Array): Buffer =>
+export const toBuffer = (value: string | Uint8Array): Buffer =>
   typeof value === "string" ? Buffer.from(value) : Buffer.from(value.buffer, value.byteOffset, value.byteLength)
 
 export const resolve = (options: EtcdOptions): Effect.Effect<Settings, LeaderElectionError> =>
@@ -83,25 +82,3 @@ export const resolve = (options: EtcdOptions): Effect.Effect<Settings, LeaderEle
       prefix: options.prefix ?? defaults.prefix
     }
   })
-
-/** The etcd3 client's options: our own loops retry, so the client's fault handling is off. */
-export const clientOptions = (options: EtcdOptions, settings: Settings): IOptions => ({
-  hosts: [...options.endpoints],
-  dialTimeout: settings.requestMillis,
-  // Our own loops retry, with deadlines that matter for safety: no hidden retries or circuit breakers under them,
-  // and watches reconnect within a second rather than etcd3's default of up to 30 s.
-  faultHandling: {
-    host: () => noop,
-    global: noop,
-    watchBackoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 1000 }).next()
-  },
-  defaultCallOptions: (context) => context.isStream ? {} : { deadline: Date.now() + settings.requestMillis },
-  ...(options.tls === undefined ? {} : {
-    credentials: {
-      rootCertificate: toBuffer(options.tls.ca),
-      ...(options.tls.key === undefined ? {} : { privateKey: toBuffer(options.tls.key) }),
-      ...(options.tls.cert === undefined ? {} : { certChain: toBuffer(options.tls.cert) })
-    }
-  }),
-  ...(options.auth === undefined ? {} : { auth: { ...options.auth } })
-})
