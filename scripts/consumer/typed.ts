@@ -67,7 +67,7 @@ const program = Effect.gen(function*() {
 })
 
 const parsed = RpcAddress.parse("rpc://127.0.0.1:6123/kv")
-const layer: Layer.Layer<RpcService.RpcService> = RpcServiceModule.layerLocal({ name: "typed" }).pipe(
+const layer: Layer.Layer<RpcService.RpcService, RpcError.ServiceNameInUseError> = RpcServiceModule.layerLocal({ name: "typed" }).pipe(
   Layer.provide(RpcConfig.layer({ askTimeout: Duration.seconds(5), captureAskCallSite: true }))
 )
 
