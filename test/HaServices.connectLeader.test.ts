@@ -405,3 +405,31 @@ describe("HaServices.connectLeader (RegisteredRpcConnectionTest and connection h
     assert.isFunction(check)
   })
 })
+
+describe("README", () => {
+  it.effect("the high-availability example: a leader endpoint Layer and a client that follows the leader", () => {
+    const JobMasterGateway = RpcGateway.make("JobMasterGateway", {
+      submitJob: RpcGateway.ask({ payload: Schema.String, success: Schema.String })
+    }, { token: LeaderToken.LeaderToken })
+    const JobMaster = RpcEndpoint.makeFenced({
+      id: "jobmaster",
+      gateways: [JobMasterGateway],
+      init: () => Effect.succeed({ handlers: { submitJob: (job) => Effect.succeed(`${job} accepted`) } })
+    })
+    const JobMasterProcess = HaServices.layerLeaderEndpoint("jobmaster", JobMaster)
+    const program = Effect.gen(function*() {
+      const jobMaster = yield* HaServices.connectLeader("jobmaster", JobMasterGateway, { whileNoLeader: "wait" })
+      const accepted = yield* jobMaster.submitJob("job-1")
+      const state = yield* jobMaster.connection.state
+      return { accepted, state: state._tag }
+    })
+    return program.pipe(
+      Effect.scoped,
+      Effect.provide(
+        JobMasterProcess.pipe(Layer.provideMerge(Layer.mergeAll(HaServices.layerEmbedded, RpcService.layerLocal())))
+      ),
+      Effect.map((result) => assert.deepStrictEqual(result, { accepted: "job-1 accepted", state: "Registered" })),
+      quiet
+    )
+  })
+})
