@@ -118,7 +118,6 @@ describe("HaRemote", () => {
       // The one sent at 400 is answered at 800: the deadline moves to 400 + 2000 − 500.
       yield* advance(400)
       assert.strictEqual(leadership.leaseDeadline(), 1900)
-      assert.isTrue(yield* Effect.map(ha.retrieve("rm"), () => true))
     }).pipe(Effect.provide(RpcService.layerLocal()))))
 })
 

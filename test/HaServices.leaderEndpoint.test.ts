@@ -103,11 +103,22 @@ describe("HaServices.leaderEndpoint", () => {
       assert.isTrue(Option.isNone(yield* retrieval.get), "what it published is gone")
     })))
 
-  it.effect("suspension and resignation clear the token too; the next grant sets a new one", () =>
+  it.effect("suspension and resignation clear the token too; the next grant sets a new one; the hooks hear each", () =>
     withTesting(Effect.gen(function*() {
       const testing = yield* HaTesting.HaTesting
       const service = yield* RpcService.RpcService
-      const { close, leader } = yield* closeable(leaderOf())
+      const heard: Array<string> = []
+      // Whether the session's token is in force when onConfirmed runs (read through the server, set just below).
+      let inForce: (token: LeaderToken.LeaderToken) => Effect.Effect<boolean> = () => Effect.succeed(false)
+      const scope = yield* Scope.make()
+      const leader = yield* HaServices.leaderEndpoint(C, leaderOf(), {
+        onConfirmed: (leadership) =>
+          Effect.map(inForce(leadership.token), (set) => void heard.push(`confirmed ${leadership.token.term} ${set}`)),
+        onRevoked: (revocation) => Effect.sync(() => void heard.push(`revoked ${revocation.token.term} ${revocation.reason}`))
+      }).pipe(Scope.provide(scope))
+      inForce = (token) =>
+        Effect.map(leader.server.fencingToken, (now) => Option.isSome(now) && LeaderToken.Equivalence(now.value, token))
+      const close = Scope.close(scope, Exit.void)
       const first = yield* testing.grant(C)
       yield* settle
       const asFirst = yield* service.connectFenced(leader.server.address, first, Leader)
@@ -128,6 +139,12 @@ describe("HaServices.leaderEndpoint", () => {
       yield* close
       assert.strictEqual(yield* testing.candidates(C), 0)
       assert.isTrue(yield* leader.server.isTerminated)
+      assert.deepStrictEqual(heard, [
+        `confirmed ${first.term} true`,
+        `revoked ${first.term} Suspended`,
+        `confirmed ${second.term} true`,
+        `revoked ${second.term} Resigned`
+      ])
     })))
 
   it.effect("from the lease deadline on, the endpoint rejects by its own clock (Expired), before the election has noticed", () =>
