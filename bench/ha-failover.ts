@@ -33,6 +33,7 @@ const RUNS = argument("runs", 10)
 const PAUSES = argument("pauses", 3)
 
 const say = (line: string) => Effect.sync(() => console.log(line))
+const loadAverage = () => Os.loadavg().map((l) => l.toFixed(2)).join(" ")
 const summary = (values: ReadonlyArray<number>) => {
   const sorted = [...values].sort((a, b) => a - b)
   const middle = sorted.length / 2
@@ -45,7 +46,10 @@ const summary = (values: ReadonlyArray<number>) => {
 type Confirmed = Extract<PeerEvent, { _tag: "Confirmed" }>
 
 const program = Effect.gen(function*() {
-  yield* say(`ha:failover — TTL ${TTL} s, ${RUNS} kills, ${PAUSES} pauses; load average ${Os.loadavg().map((l) => l.toFixed(2)).join(" ")} on ${Os.cpus().length} cores`)
+  yield* say(
+    `ha:failover — TTL ${TTL} s, ${RUNS} kills, ${PAUSES} pauses; load average ${loadAverage()} on ` +
+      `${Os.cpus().length} cores`
+  )
   const etcd = yield* Etcd.start
   const prefix = `${randomUUID()}/`
   const service = yield* RpcService.RpcService
@@ -110,7 +114,10 @@ const program = Effect.gen(function*() {
   yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
     yield* Effect.sleep("50 millis")
     yield* Effect.forEach(live(), (peer) =>
-      Effect.flatMap(service.connect(peer.control, HaControl), (control) => control.report(undefined, { timeout: "1 second" })).pipe(
+      Effect.flatMap(
+        service.connect(peer.control, HaControl),
+        (control) => control.report(undefined, { timeout: "1 second" })
+      ).pipe(
         Effect.tap(({ outcome }) =>
           Effect.sync(() => {
             if (outcome === "ok") reports.ok++
@@ -142,7 +149,11 @@ const program = Effect.gen(function*() {
     )
     yield* client.whoami(undefined, { timeout: "10 seconds" })
     toFollower.push(Date.now() - killed)
-    yield* say(`  kill ${run}: ${current.peer.name} (term ${current.event.term}) → ${next.peer.name} (term ${next.event.term}) confirmed after ${next.event.at - killed} ms, the follower reached it after ${Date.now() - killed} ms`)
+    yield* say(
+      `  kill ${run}: ${current.peer.name} (term ${current.event.term}) → ${next.peer.name} (term ` +
+        `${next.event.term}) confirmed after ${next.event.at - killed} ms, the follower reached it after ` +
+        `${Date.now() - killed} ms`
+    )
     current = next
   }
 
@@ -155,7 +166,10 @@ const program = Effect.gen(function*() {
     const next = yield* leaderNow(current.event.term)
     yield* Effect.sleep("500 millis")
     yield* frozen.signal("SIGCONT")
-    yield* say(`  pause ${pause}: ${frozen.name} (term ${current.event.term}) frozen; ${next.peer.name} (term ${next.event.term}) confirmed; ${frozen.name} resumed and keeps reporting with its old token`)
+    yield* say(
+      `  pause ${pause}: ${frozen.name} (term ${current.event.term}) frozen; ${next.peer.name} (term ` +
+        `${next.event.term}) confirmed; ${frozen.name} resumed and keeps reporting with its old token`
+    )
     current = next
     yield* Effect.sleep("1 second")
   }
@@ -164,20 +178,38 @@ const program = Effect.gen(function*() {
   const stoppedAt = Date.now()
   const before = current
   yield* etcd.stop
-  const down = yield* before.peer.awaitEvent((e) => e._tag === "Revoked" && e.session === before.event.session, "20 seconds")
+  const down = yield* before.peer.awaitEvent(
+    (e) => e._tag === "Revoked" && e.session === before.event.session,
+    "20 seconds"
+  )
   yield* Effect.sleep("2 seconds")
   yield* etcd.restart
   const after = yield* leaderNow(before.event.term)
-  yield* say(`  etcd restart: ${before.peer.name} (term ${before.event.term}) stepped down (${down._tag === "Revoked" ? down.reason : ""}) ${down.at - stoppedAt} ms after etcd stopped; etcd was down 2 s; ${after.peer.name} (${after.peer === before.peer ? "the same peer" : "another peer"}) was confirmed for term ${after.event.term} ${after.event.at - stoppedAt} ms after etcd stopped`)
+  yield* say(
+    `  etcd restart: ${before.peer.name} (term ${before.event.term}) stepped down ` +
+      `(${down._tag === "Revoked" ? down.reason : ""}) ${down.at - stoppedAt} ms after etcd stopped; etcd was down ` +
+      `2 s; ${after.peer.name} (${after.peer === before.peer ? "the same peer" : "another peer"}) was confirmed ` +
+      `for term ${after.event.term} ${after.event.at - stoppedAt} ms after etcd stopped`
+  )
   yield* Effect.sleep("1 second")
 
-  const tenuresSeen = tenures(all).map((t) => killedAt.has(t.peer) && t.end === undefined ? { ...t, end: killedAt.get(t.peer)! } : t)
+  // A killed peer's leadership ended when it was killed.
+  const tenuresSeen = tenures(all).map((t) =>
+    killedAt.has(t.peer) && t.end === undefined ? { ...t, end: killedAt.get(t.peer)! } : t
+  )
   const problems = overlaps(tenuresSeen)
   yield* say("")
-  yield* say(`failover after SIGKILL (TTL ${TTL} s, ${RUNS} runs): standby confirmed ${summary(toConfirmed)}; follower answered by it ${summary(toFollower)}`)
-  yield* say(`reports from leaders: ${reports.ok} applied, ${reports.refused} refused by fencing; applied from a stale term: ${appliedStale}`)
-  yield* say(`leaderships: ${tenuresSeen.length}, overlapping: ${problems.length}${problems.length > 0 ? `\n  ${problems.join("\n  ")}` : ""}`)
-  yield* say(`load average after: ${Os.loadavg().map((l) => l.toFixed(2)).join(" ")}`)
+  yield* say(
+    `failover after SIGKILL (TTL ${TTL} s, ${RUNS} runs): standby confirmed ${summary(toConfirmed)}; ` +
+      `follower answered by it ${summary(toFollower)}`
+  )
+  yield* say(
+    `reports from leaders: ${reports.ok} applied, ${reports.refused} refused by fencing; ` +
+      `applied from a stale term: ${appliedStale}`
+  )
+  yield* say(`leaderships: ${tenuresSeen.length}, overlapping: ${problems.length}`)
+  for (const problem of problems) yield* say(`  ${problem}`)
+  yield* say(`load average after: ${loadAverage()}`)
   if (appliedStale > 0 || problems.length > 0) return yield* Effect.fail(new Error("a safety property was violated"))
 }).pipe(
   Effect.scoped,

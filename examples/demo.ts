@@ -94,7 +94,10 @@ const until = <A, E>(what: string, poll: Effect.Effect<A, E>, check: (a: A) => b
     Effect.repeat({ until: check, schedule: Schedule.spaced("100 millis") }),
     Effect.timeoutOrElse({
       duration: within,
-      orElse: () => Effect.fail(new LaunchError({ detail: `${what} did not happen within ${Duration.format(Duration.fromInputUnsafe(within))}` }))
+      orElse: () =>
+        Effect.fail(
+          new LaunchError({ detail: `${what} did not happen within ${Duration.format(Duration.fromInputUnsafe(within))}` })
+        )
     })
   )
 
@@ -149,7 +152,8 @@ const program = Effect.gen(function*() {
     Effect.provideService(HaServices.HaServices, ha)
   )
   const resourceManager = yield* service.connect(rmAddress!, ResourceManagerGateway)
-  yield* log(`TaskExecutors registered: ${(yield* resourceManager.registeredTaskExecutors()).join(", ")}; submitting job-1`)
+  const registered = yield* resourceManager.registeredTaskExecutors()
+  yield* log(`TaskExecutors registered: ${registered.join(", ")}; submitting job-1`)
   yield* log(yield* jobMaster.submitJob({ jobId: "job-1", tasks: 2 }))
   yield* Effect.sleep("300 millis")
 

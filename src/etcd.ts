@@ -107,7 +107,9 @@ export const defaults: {
  *
  * @since 0.1.0
  */
-export const makeDriver = (options: EtcdOptions): Effect.Effect<LeaderElectionDriver, LeaderElectionError, Scope.Scope> =>
+export const makeDriver = (
+  options: EtcdOptions
+): Effect.Effect<LeaderElectionDriver, LeaderElectionError, Scope.Scope> =>
   Effect.gen(function*() {
     const settings = yield* Settings.resolve(options)
     const Driver = yield* loadDriver(settings.engine)

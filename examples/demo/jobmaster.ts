@@ -53,7 +53,10 @@ const JobMaster = RpcEndpoint.makeFenced({
                     const taskId = `${jobId}/task-${i}`
                     yield* Console.log(`term ${leader.term}: offering ${taskId} to ${slot.taskExecutorId}`)
                     return yield* taskExecutor.submitTask({ taskId, jobMaster: name }).pipe(
-                      Effect.catchTag("FencingTokenError", (error) => Effect.succeed(`${taskId} refused: ${error.reason}`))
+                      Effect.catchTag(
+                        "FencingTokenError",
+                        (error) => Effect.succeed(`${taskId} refused: ${error.reason}`)
+                      )
                     )
                   })).pipe(Effect.map((running) => `${jobId} is running: ${running.join(", ")}`))
               )
@@ -74,9 +77,10 @@ const JobMaster = RpcEndpoint.makeFenced({
           resourceManager = yield* service.connect(resourceManagerAddress, ResourceManagerGateway)
           yield* Console.log(`started ${name}; campaigning for leadership on ${ha.split(":")[0]}`)
         }),
-        onStop: Effect.suspend(() =>
-          Console.log(`stopping; heartbeats accepted: ${[...heartbeats].map(([id, n]) => `${id}=${n}`).join(", ") || "none"}`)
-        )
+        onStop: Effect.suspend(() => {
+          const accepted = [...heartbeats].map(([id, n]) => `${id}=${n}`).join(", ")
+          return Console.log(`stopping; heartbeats accepted: ${accepted || "none"}`)
+        })
       }
     })
 })

@@ -4,7 +4,16 @@
  * compares fingerprints).
  */
 import { Duration, Effect, Layer, References, Schema } from "effect"
-import { HaError, HaRemote, type HaServices, LeaderToken, RpcConfig, RpcError, RpcGateway, RpcService } from "effect-actor-rpc"
+import {
+  HaError,
+  HaRemote,
+  type HaServices,
+  LeaderToken,
+  RpcConfig,
+  RpcError,
+  RpcGateway,
+  RpcService
+} from "effect-actor-rpc"
 
 /** How often the ResourceManager and the TaskExecutors send their application heartbeats. */
 export const HEARTBEAT_INTERVAL = Duration.millis(200)
@@ -35,7 +44,9 @@ export const LEASE_SECONDS = 2
  * Which HA engine the processes use, as the launcher passes it on the command line: `etcd:<host:port>` (a private
  * etcd the launcher started) or `remote:<address>` (the launcher's embedded election, served over RPC).
  */
-export const haLayer = (spec: string): Layer.Layer<HaServices.HaServices, HaError.LeaderElectionError, RpcService.RpcService> => {
+export const haLayer = (
+  spec: string
+): Layer.Layer<HaServices.HaServices, HaError.LeaderElectionError, RpcService.RpcService> => {
   if (spec.startsWith("etcd:")) {
     // Loaded only when etcd is used: the etcd3 client and gRPC take a while to load.
     return Layer.unwrap(Effect.promise(() => import("effect-actor-rpc/etcd")).pipe(

@@ -57,7 +57,12 @@ const program = Effect.gen(function*() {
   // The JobMaster leader, followed: registration with each new leader, retried quickly for the demo.
   const jobMaster = yield* HaServices.connectLeader(JOBMASTER, JobMasterGateway, {
     register: ({ client, timeout }) => client.registerTaskExecutor({ id, jobsAddress: jobs.address }, { timeout }),
-    retry: { initialTimeout: "200 millis", maxTimeout: "2 seconds", delayOnError: "500 millis", delayOnRefusal: "1 second" }
+    retry: {
+      initialTimeout: "200 millis",
+      maxTimeout: "2 seconds",
+      delayOnError: "500 millis",
+      delayOnRefusal: "1 second"
+    }
   })
   yield* jobMaster.connection.states.pipe(
     Stream.runForEach((state) => {
@@ -87,7 +92,9 @@ const program = Effect.gen(function*() {
         Effect.catch((error) => Effect.succeed(error._tag))
       )
       if (outcome !== lastOutcome) {
-        yield* Console.log(outcome === "ok" ? "heartbeats reach the JobMaster leader again" : `heartbeat failed: ${outcome}`)
+        yield* Console.log(
+          outcome === "ok" ? "heartbeats reach the JobMaster leader again" : `heartbeat failed: ${outcome}`
+        )
         lastOutcome = outcome
       }
     }
@@ -107,11 +114,20 @@ const program = Effect.gen(function*() {
         handlers: {
           heartbeatFromResourceManager: () => Effect.void,
           status: () =>
-            Effect.map(jobMasterTerm, (term) => ({ jobMasterTerm: term, jobsAddress: jobs.address, tasks: tasks.length }))
+            Effect.map(jobMasterTerm, (term) => ({
+              jobMasterTerm: term,
+              jobsAddress: jobs.address,
+              tasks: tasks.length
+            }))
         },
         onStart: Effect.gen(function*() {
           resourceManager = yield* service.connect(resourceManagerAddress, ResourceManagerGateway)
-          yield* resourceManager.registerTaskExecutor({ id, address: main.address, jobsAddress: jobs.address, slots: 2 })
+          yield* resourceManager.registerTaskExecutor({
+            id,
+            address: main.address,
+            jobsAddress: jobs.address,
+            slots: 2
+          })
           yield* Console.log("registered with the ResourceManager")
         }),
         // The goodbye waits for the ResourceManager off the main thread (`later`), so the ResourceManager's

@@ -29,7 +29,11 @@ import type { RpcService } from "./serviceTag.js"
 const CONFIRM_RETRIES = 5
 
 /** Checks that `endpoint` can be driven by an election: fenced, exactly, and without a token of its own. */
-const validate = (component: string, engine: string, endpoint: { readonly fencing: RpcEndpoint.Fencing<any> | undefined }) => {
+const validate = (
+  component: string,
+  engine: string,
+  endpoint: { readonly fencing: RpcEndpoint.Fencing<any> | undefined }
+) => {
   const invalid = (detail: string) =>
     new LeaderElectionError({ component, engine, reason: "InvalidConfiguration", detail })
   if (endpoint.fencing === undefined) {
