@@ -12,9 +12,14 @@
  *   and for tests), `HaTesting.layer` (grants and revocations driven by a test), or the etcd driver of
  *   `effect-actor-rpc/etcd`.
  *
+ * - `leaderEndpoint(component, endpoint)` binds a fenced endpoint to a component's leadership: each session's token is
+ *   set on it (valid until the lease deadline) before the leadership is confirmed, and cleared when the session ends.
+ * - `connectLeader(component, gateway)` is a client of whoever leads, with its token, registering with each new leader
+ *   (Flink's `RegisteredRpcConnection` and `RetryingRegistration`).
+ *
  * Safety comes from the leader's own clock: whatever the engine's client library has noticed, the election revokes a
  * leadership (reason "Expired") at its lease deadline, which an engine with leases sets before any other contender can
- * be granted. See docs/HA.md.
+ * be granted, and a leader endpoint rejects every message from that deadline on. See docs/HA.md.
  *
  * @since 0.1.0
  */
