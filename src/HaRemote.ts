@@ -16,6 +16,8 @@
  * last poll, which was later): `sent + lease − margin` ends before the server can withdraw the campaign and grant
  * another, so HaServices' watchdog steps the leader down in time, as it does on etcd.
  *
+ * One file of a little over 500 lines, deliberately: the protocol, its server and its client driver change together.
+ *
  * @since 0.2.0
  */
 import * as Clock from "effect/Clock"
