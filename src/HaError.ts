@@ -86,8 +86,32 @@ export class NoLeaderError extends Schema.TaggedError<NoLeaderError>()("NoLeader
 }
 
 /**
+ * A leader refused a follower's registration (Flink's `RegistrationResponse.Failure`, a decline). A client that
+ * follows the leader (`HaServices.connectLeader`) retries a refused registration after `delayOnRefusal` (30 s by
+ * default) rather than after the shorter delay of an error. Fail a registration effect with it, or declare it as the
+ * failure of a gateway's registration method so that the leader's refusal arrives as it is.
+ *
+ * @since 0.2.0
+ */
+export class RegistrationRefusedError extends Schema.TaggedError<RegistrationRefusedError>()(
+  "RegistrationRefusedError",
+  {
+    reason: Schema.String
+  }
+) {
+  /** @since 0.2.0 */
+  readonly [TypeId] = TypeId
+
+  override get message(): string {
+    return `The leader refused the registration: ${this.reason}. The follower retries after its refusal delay; ` +
+      `check the leader's logs for why it refuses.`
+  }
+}
+
+/**
  * Is `u` one of the errors of this module?
  *
  * @since 0.1.0
  */
-export const isHaError = (u: unknown): u is LeaderElectionError | NoLeaderError => hasProperty(u, TypeId)
+export const isHaError = (u: unknown): u is LeaderElectionError | NoLeaderError | RegistrationRefusedError =>
+  hasProperty(u, TypeId)

@@ -6,6 +6,8 @@
 
 /** Leader election and retrieval errors. @since 0.1.0 */
 export * as HaError from "./HaError.js"
+/** One process's leader election served to others over RPC (not fault tolerant). @since 0.2.0 */
+export * as HaRemote from "./HaRemote.js"
 /** Leader election and retrieval: HaServices and its embedded driver. @since 0.1.0 */
 export * as HaServices from "./HaServices.js"
 /** The testing leader election driver, driven by a test. @since 0.1.0 */

@@ -33,16 +33,18 @@ const loadedBy = async (entry: string) => {
 const forbidden = /^(node:)?(net|tls|fs|fs\/promises|dgram|http|https)$|^@effect\/platform-node/
 
 describe("what a module loads", () => {
-  for (
-    const entry of [
-      "src/RpcGateway.ts",
-      "src/RpcEndpoint.ts",
-      "src/RpcError.ts",
-      "src/RpcConfig.ts",
-      "src/RpcCompatibility.ts",
-      "src/RpcReflection.ts"
-    ]
-  ) {
+  // The HA modules too: they run over whichever RpcService the program provides.
+  const entries = [
+    "src/RpcGateway.ts",
+    "src/RpcEndpoint.ts",
+    "src/RpcError.ts",
+    "src/RpcConfig.ts",
+    "src/RpcCompatibility.ts",
+    "src/RpcReflection.ts",
+    "src/HaServices.ts",
+    "src/HaRemote.ts"
+  ]
+  for (const entry of entries) {
     it(`${entry} loads no socket, TLS, file-system or Node platform module`, async () => {
       const { external, inputs } = await loadedBy(entry)
       assert.deepStrictEqual(external.filter((path) => forbidden.test(path)), [], `${entry} loads: ${external.join(", ")}`)

@@ -19,6 +19,8 @@ import {
 
 interface TaskExecutor {
   readonly client: RpcGateway.Client<typeof TaskExecutorGateway>
+  /** Where JobMasters send it tasks. */
+  readonly jobsAddress: string
   readonly slots: number
   /** The job of each allocated slot. */
   readonly allocated: Array<string>
@@ -69,12 +71,12 @@ const ResourceManager = RpcEndpoint.make({
           // Connecting back waits on the network: do it off the main thread (`later`), then record the
           // TaskExecutor on it. runAsync enqueues before the reply goes out, so any call the reply causes
           // finds the TaskExecutor registered.
-          registerTaskExecutor: ({ address, id, slots }) =>
+          registerTaskExecutor: ({ address, id, jobsAddress, slots }) =>
             Effect.succeed(RpcEndpoint.later(
               Effect.flatMap(service.connect(address, TaskExecutorGateway), (client) =>
                 main.runAsync(
                   Effect.andThen(
-                    Effect.sync(() => executors.set(id, { client, slots, allocated: [] })),
+                    Effect.sync(() => executors.set(id, { client, jobsAddress, slots, allocated: [] })),
                     Console.log(`registered ${id} (${slots} slots) at ${address}`)
                   )
                 ))
@@ -94,7 +96,7 @@ const ResourceManager = RpcEndpoint.make({
               const [id, executor] = best
               executor.allocated.push(jobId)
               yield* Console.log(`allocated a slot on ${id} to ${jobId} (${free(executor)} left there)`)
-              return { taskExecutorId: id, address: executor.client.address }
+              return { taskExecutorId: id, jobsAddress: executor.jobsAddress }
             })
         },
         onStart: Effect.andThen(

@@ -1,104 +1,134 @@
 /**
- * A TaskExecutor process of the demo cluster: it registers with the ResourceManager when it starts (onStart),
- * answers the ResourceManager's heartbeats, runs the tasks a JobMaster offers, and heartbeats the JobMaster
- * leader it follows every 200 ms with `main.scheduleRunAsync`, carrying that leader's fencing token. When it is
- * stopped it says goodbye to the ResourceManager. Prints `READY <address>`.
+ * A TaskExecutor process of the demo cluster. It registers with the ResourceManager when it starts (onStart) and
+ * answers its heartbeats; it follows the JobMaster leader with `HaServices.connectLeader`, registering with each new
+ * leader (retried with backoff) and heartbeating it every 200 ms; and it runs the tasks a JobMaster leader sends to
+ * its tasks endpoint, which is fenced *monotonically* by the leader's token: once a newer leader's task has arrived,
+ * anything from an older leadership is refused. When it is stopped it says goodbye to the ResourceManager. Prints
+ * `READY <address>`.
  *
  * Started by examples/demo.ts (npm run demo); alone:
- *   npx tsx examples/demo/taskexecutor.ts <id> <resourcemanager address>
+ *   npx tsx examples/demo/taskexecutor.ts <id> <resourcemanager address> <etcd:host:port | remote:address>
  */
-import { Console, Effect } from "effect"
-import { RpcEndpoint, type RpcGateway, RpcService } from "effect-actor-rpc"
+import { Console, Effect, Layer, Stream } from "effect"
+import { HaServices, LeaderToken, RpcEndpoint, type RpcGateway, RpcService } from "effect-actor-rpc"
 import { announce, runRole } from "../support/processes.js"
 import {
   ClusterService,
+  haLayer,
   HEARTBEAT_INTERVAL,
+  JOBMASTER,
   JobMasterGateway,
   MAX_HEARTBEATS,
   ResourceManagerGateway,
-  TaskExecutorGateway
+  TaskExecutorGateway,
+  TaskExecutorJobsGateway
 } from "./protocol.js"
 
-const [id, resourceManagerAddress] = process.argv.slice(2)
-if (id === undefined || resourceManagerAddress === undefined) {
-  console.error("usage: taskexecutor.ts <id> <resourcemanager address>")
+const [id, resourceManagerAddress, ha] = process.argv.slice(2)
+if (id === undefined || resourceManagerAddress === undefined || ha === undefined) {
+  console.error("usage: taskexecutor.ts <id> <resourcemanager address> <etcd:host:port | remote:address>")
   process.exit(2)
 }
 
-const TaskExecutor = RpcEndpoint.make({
-  id,
-  gateways: [TaskExecutorGateway],
-  init: (main) =>
-    Effect.gen(function*() {
-      const service = yield* RpcService.RpcService
-      let resourceManager: RpcGateway.Client<typeof ResourceManagerGateway> | undefined
-      // The JobMaster leader we follow, and our connection to it once established.
-      let leader: string | undefined
-      let jobMaster: RpcGateway.Client<typeof JobMasterGateway> | undefined
-      const tasks: Array<string> = []
+const program = Effect.gen(function*() {
+  const service = yield* RpcService.RpcService
+  const tasks: Array<string> = []
 
-      // Runs off the main thread (inside `later`); re-enters state with runAsync.
-      const connectToJobMaster = (address: string, token: string) =>
-        Effect.gen(function*() {
-          const client = yield* service.connectFenced(address, token, JobMasterGateway)
-          yield* client.registerTaskExecutor(id)
-          yield* main.runAsync(Effect.sync(() => {
-            if (leader === token) jobMaster = client
-          }))
-          yield* Console.log(`connected to the JobMaster as ${token}`)
-        }).pipe(Effect.catch((error) => Console.log(`could not connect to the JobMaster: ${error.message}`)))
+  // Tasks from JobMaster leaders: fenced monotonically by their tokens.
+  const jobs = yield* RpcEndpoint.scoped(RpcEndpoint.makeFenced({
+    id: `${id}-tasks`,
+    gateways: [TaskExecutorJobsGateway],
+    monotonic: LeaderToken.Order,
+    init: (main) =>
+      Effect.succeed({
+        handlers: {
+          submitTask: ({ jobMaster, taskId }) =>
+            Effect.gen(function*() {
+              const token = yield* main.fencingToken
+              tasks.push(taskId)
+              const term = token._tag === "Some" ? token.value.term : 0
+              yield* Console.log(`running ${taskId} for ${jobMaster} (term ${term})`)
+              return `${taskId}@${id}`
+            })
+        }
+      })
+  }))
 
-      // Runs on the main thread every HEARTBEAT_INTERVAL. The JobMaster never waits for a TaskExecutor on its
-      // main thread, so a short ask from here cannot deadlock.
-      const heartbeat = (beat: number): Effect.Effect<void> =>
-        Effect.gen(function*() {
-          if (jobMaster !== undefined) {
-            yield* jobMaster.heartbeatFromTaskExecutor(id).pipe(
-              Effect.catch((error) =>
-                Effect.andThen(
-                  Effect.sync(() => jobMaster = undefined),
-                  Console.log(
-                    `heartbeat ${error._tag === "FencingTokenError" ? "rejected" : "failed"}, ` +
-                      `disconnecting from the JobMaster:\n  ${error.message}`
-                  )
-                )
-              )
-            )
-          }
-          if (beat < MAX_HEARTBEATS) yield* main.scheduleRunAsync(heartbeat(beat + 1), HEARTBEAT_INTERVAL)
-        })
-
-      // Follows a new leader: forget the old connection (on the main thread); connect later, off it.
-      const follow = (token: string) => {
-        leader = token
-        jobMaster = undefined
+  // The JobMaster leader, followed: registration with each new leader, retried quickly for the demo.
+  const jobMaster = yield* HaServices.connectLeader(JOBMASTER, JobMasterGateway, {
+    register: ({ client, timeout }) => client.registerTaskExecutor({ id, jobsAddress: jobs.address }, { timeout }),
+    retry: {
+      initialTimeout: "200 millis",
+      maxTimeout: "2 seconds",
+      delayOnError: "500 millis",
+      delayOnRefusal: "1 second"
+    }
+  })
+  yield* jobMaster.connection.states.pipe(
+    Stream.runForEach((state) => {
+      switch (state._tag) {
+        case "NoLeader":
+          return Console.log("no JobMaster leader")
+        case "Connecting":
+          return state.attempt === 1
+            ? Console.log(`following the JobMaster leader of term ${state.leader.token.term}; registering`)
+            : Effect.void
+        case "Registered":
+          return Console.log(`registered: ${state.registration}`)
+        case "Closed":
+          return Effect.void
       }
+    }),
+    Effect.forkScoped
+  )
 
-      return {
+  // Heartbeats to whichever JobMaster leads, off the main thread: while there is none they fail at once.
+  yield* Effect.forkScoped(Effect.gen(function*() {
+    let lastOutcome = "ok"
+    for (let beat = 1; beat <= MAX_HEARTBEATS; beat++) {
+      yield* Effect.sleep(HEARTBEAT_INTERVAL)
+      const outcome = yield* jobMaster.heartbeatFromTaskExecutor(id).pipe(
+        Effect.as("ok"),
+        Effect.catch((error) => Effect.succeed(error._tag))
+      )
+      if (outcome !== lastOutcome) {
+        yield* Console.log(
+          outcome === "ok" ? "heartbeats reach the JobMaster leader again" : `heartbeat failed: ${outcome}`
+        )
+        lastOutcome = outcome
+      }
+    }
+  }))
+
+  const jobMasterTerm = Effect.map(
+    jobMaster.connection.state,
+    (state) => state._tag === "Registered" ? state.leader.token.term : 0
+  )
+
+  let resourceManager: RpcGateway.Client<typeof ResourceManagerGateway> | undefined
+  const server = yield* RpcEndpoint.scoped(RpcEndpoint.make({
+    id,
+    gateways: [TaskExecutorGateway],
+    init: (main) =>
+      Effect.succeed({
         handlers: {
           heartbeatFromResourceManager: () => Effect.void,
-          submitTask: ({ jobMaster: address, leader: token, taskId }) =>
-            Effect.gen(function*() {
-              tasks.push(taskId)
-              yield* Console.log(`running ${taskId} for ${token}`)
-              const reply = `${taskId}@${id}`
-              if (leader === token) return reply
-              follow(token)
-              return RpcEndpoint.later(Effect.as(connectToJobMaster(address, token), reply))
-            }),
-          jobMasterLeaderChanged: ({ address, leader: token }) =>
-            Effect.gen(function*() {
-              yield* Console.log(`told that the JobMaster's leader is now ${token}`)
-              if (leader === token) return
-              follow(token)
-              return RpcEndpoint.later(connectToJobMaster(address, token))
-            })
+          status: () =>
+            Effect.map(jobMasterTerm, (term) => ({
+              jobMasterTerm: term,
+              jobsAddress: jobs.address,
+              tasks: tasks.length
+            }))
         },
         onStart: Effect.gen(function*() {
           resourceManager = yield* service.connect(resourceManagerAddress, ResourceManagerGateway)
-          yield* resourceManager.registerTaskExecutor({ id, address: main.address, slots: 2 })
+          yield* resourceManager.registerTaskExecutor({
+            id,
+            address: main.address,
+            jobsAddress: jobs.address,
+            slots: 2
+          })
           yield* Console.log("registered with the ResourceManager")
-          yield* main.scheduleRunAsync(heartbeat(1), HEARTBEAT_INTERVAL)
         }),
         // The goodbye waits for the ResourceManager off the main thread (`later`), so the ResourceManager's
         // heartbeats are still answered meanwhile and it never mistakes this stop for a loss.
@@ -110,14 +140,15 @@ const TaskExecutor = RpcEndpoint.make({
             )
           )
         })
-      }
-    })
-})
-
-const program = Effect.gen(function*() {
-  const server = yield* RpcEndpoint.scoped(TaskExecutor)
+      })
+  }))
   yield* announce(server.address)
   return yield* Effect.never
 }).pipe(Effect.scoped)
 
-program.pipe(Effect.provide(ClusterService), Effect.ensuring(Console.log("RpcService shut down")), runRole)
+program.pipe(
+  Effect.provide(haLayer(ha).pipe(Layer.provideMerge(ClusterService))),
+  Effect.ensuring(Console.log("RpcService shut down")),
+  runRole
+)
+
