@@ -94,6 +94,9 @@ export interface EndpointOwner {
 const unreachable = (address: string, method: string, reason: string) =>
   Exit.fail(new RecipientUnreachableError({ address, method, reason }))
 
+/** The token state of every unfenced endpoint: never changed (setToken and clearToken ignore unfenced endpoints). */
+const UNFENCED: Fencing.TokenState = Object.freeze({ token: Option.none(), validUntil: undefined }) as Fencing.TokenState
+
 /** What every endpoint started from one definition shares: computed once, not per endpoint. */
 interface Shared {
   readonly served: ReadonlyMap<string, RpcGateway.Any>
@@ -130,6 +133,8 @@ export class EndpointRuntime implements Recipient {
    */
   readonly tokenState: Fencing.TokenState
   private readonly shared: Shared
+  /** The contexts the main thread's logs are annotated with (./logContext.ts), made on its first message. */
+  private logContextsOrUndefined: LogContexts | undefined = undefined
   private scopeOrUndefined: Scope.Closeable | undefined = undefined
   private addressOrUndefined: string | undefined = undefined
   readonly mailbox: Mailbox.Mailbox<Envelope>
@@ -145,15 +150,14 @@ export class EndpointRuntime implements Recipient {
     readonly context: Context.Context<never>
   ) {
     this.shared = sharedOf(definition)
-    this.tokenState = {
-      token: definition.fencing === undefined ? Option.none() : definition.fencing.initial,
-      validUntil: undefined
-    }
+    // Unfenced endpoints share one state that nothing changes: an idle endpoint is counted in bytes.
+    this.tokenState = definition.fencing === undefined
+      ? UNFENCED
+      : { token: definition.fencing.initial, validUntil: undefined }
     this.termination = Deferred.makeUnsafe<void, unknown>()
     this.startup = Deferred.makeUnsafe<void, EndpointStartError>()
     this.mailbox = Mailbox.make<Envelope, never>(this)
     this.main = new MainThreadImpl(this)
-    this.logContexts = new LogContexts(context, endpointId)
   }
 
   get address(): string {
@@ -272,12 +276,14 @@ export class EndpointRuntime implements Recipient {
 
   /** Sets the fencing token, with the deadline it admits messages until; call on the main thread. */
   setToken(token: unknown, validUntil: (() => number) | undefined): void {
+    if (!this.fenced) return
     this.tokenState.token = Option.some(token)
     this.tokenState.validUntil = validUntil
   }
 
   /** Clears the fencing token at once: every message checked from now on is rejected until a new one is set. */
   clearToken(): void {
+    if (!this.fenced) return
     this.tokenState.token = Option.none()
     this.tokenState.validUntil = undefined
   }
@@ -418,8 +424,9 @@ export class EndpointRuntime implements Recipient {
   /** When the running handler started, and its method's metrics, for the handler-time metric. */
   private handlerStartedAt = 0
   private handlerMetrics: MethodMetrics | undefined = undefined
-  /** The contexts the main thread's logs are annotated with (./logContext.ts). */
-  private readonly logContexts: LogContexts
+  private get logContexts(): LogContexts {
+    return this.logContextsOrUndefined ??= new LogContexts(this.context, this.endpointId)
+  }
 
   /** Switches the main thread to the context whose log annotations name this endpoint (and method). */
   private annotate(context: Context.Context<never>): void {

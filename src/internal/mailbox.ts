@@ -48,15 +48,9 @@ class MailboxImpl<A, R> implements Mailbox<A> {
   private fiber: Fiber.Fiber<void> | undefined = undefined
   private waiters: Array<() => void> | undefined = undefined
 
-  private readonly context: Context.Context<R>
-  private readonly throughput: number
-  private readonly scope: Scope.Scope
-
-  constructor(private readonly processor: Processor<A, R>) {
-    this.context = processor.context
-    this.throughput = Math.max(1, processor.throughput)
-    this.scope = processor.fiberScope
-  }
+  // The processor is read for its context, throughput and scope when a turn starts rather than copied here: every
+  // endpoint has a mailbox, and an idle one is counted in bytes.
+  constructor(private readonly processor: Processor<A, R>) {}
 
   private hasWork(): boolean {
     return this.queue !== undefined && this.head < this.queue.length
@@ -68,7 +62,7 @@ class MailboxImpl<A, R> implements Mailbox<A> {
    * sends its next message within that yield, which then runs on this fiber instead of a new one.
    */
   private drain(): Effect.Effect<void, never, R> {
-    const turn: Turn<R> = { budget: this.throughput, lingered: false, next: undefined! }
+    const turn: Turn<R> = { budget: Math.max(1, this.processor.throughput), lingered: false, next: undefined! }
     turn.next = this.continuation(turn)
     return Effect.flatMap(Effect.yieldNow, turn.next)
   }
@@ -88,7 +82,7 @@ class MailboxImpl<A, R> implements Mailbox<A> {
     }
     turn.lingered = false
     if (turn.budget-- <= 0) {
-      turn.budget = this.throughput
+      turn.budget = Math.max(1, this.processor.throughput)
       return Effect.flatMap(Effect.yieldNow, turn.next)
     }
     return Effect.flatMap(this.processor.process(this.take()), turn.next)
@@ -130,14 +124,14 @@ class MailboxImpl<A, R> implements Mailbox<A> {
   private startTurn(): void {
     // The drain yields before its first message, so the fiber is registered before anything runs on it. Its owner
     // is the service's scope, which interrupts a turn still running when the service is gone.
-    const fiber = Fiber.runIn(Effect.runForkWith(this.context)(this.drain()), this.scope)
+    const fiber = Fiber.runIn(Effect.runForkWith(this.processor.context)(this.drain()), this.processor.fiberScope)
     this.fiber = fiber
     fiber.addObserver(() => {
       // Only an abnormal end (a defect or interruption escaping `process`) leaves the turn unfinished.
       if (this.fiber === fiber) {
         this.finishTurn()
         // After its owner's scope has closed, a new turn would be interrupted at once, and again: none is started.
-        if (!this.closed && this.hasWork() && this.scope.state._tag !== "Closed") this.startTurn()
+        if (!this.closed && this.hasWork() && this.processor.fiberScope.state._tag !== "Closed") this.startTurn()
       }
     })
   }
