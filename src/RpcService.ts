@@ -170,6 +170,7 @@ const makeRemote = (options: TlsOptions | undefined, tls: boolean) =>
         lookup: (endpointId) => service.endpoint(endpointId),
         instruments: service.instruments,
         tracing: service.tracing,
+        now: service.now,
         context: yield* Effect.context<never>(),
         verdicts: service.verdicts
       },

@@ -323,6 +323,7 @@ const owner: ConnectionOwner = {
   unregister: () => {},
   instruments: new Instruments(Context.empty(), false),
   tracing: false,
+  now: () => Date.now(),
   verdicts: new Verdicts("backward")
 }
 

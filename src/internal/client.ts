@@ -31,6 +31,8 @@ export interface Port {
     payload: unknown,
     token: unknown,
     timeoutMillis: number,
+    /** When the ask was made, by the service's deadline time (`Deadlines.now`). */
+    now: number,
     span: Tracer.AnySpan | undefined,
     resume: Resume
   ) => Pending | undefined
@@ -135,6 +137,7 @@ export const make = <G extends RpcGateway.Any>(
       continue
     }
     const methodTimeout = method.timeout
+    const deadlines = origin.deadlines
     const latency = instruments.enabled ? instruments.method(gateway.name, name).latency : undefined
     const ask = (payload: unknown, timeoutMillis: number, callSite: CallSite | undefined, span: Tracer.AnySpan | undefined) =>
       Effect.callback<unknown, unknown>((resume) => {
@@ -142,27 +145,29 @@ export const make = <G extends RpcGateway.Any>(
           resume(stopped(name))
           return
         }
-        const startedAt = latency === undefined ? 0 : performance.now()
+        // One reading of the clock: the deadline's base and, with Node's clock, the start of the latency too.
+        const now = deadlines.now()
+        const startedAt = latency === undefined ? 0 : deadlines.live ? now : deadlines.metricNow()
         // Whichever comes first, the reply, the deadline or an interruption, settles the call; the rest is ignored.
         let settled = false
         let entry: Entry | undefined
         origin.inFlight++
-        const settle = () => {
+        const settle = (at?: number) => {
           settled = true
           origin.inFlight--
-          if (latency !== undefined) latency.update(performance.now() - startedAt)
+          if (latency !== undefined) latency.update((at ?? deadlines.metricNow()) - startedAt)
         }
-        const pending = port.ask(gateway, name, payload, token(), timeoutMillis, span, (exit) => {
+        const pending = port.ask(gateway, name, payload, token(), timeoutMillis, now, span, (exit, at) => {
           if (settled) return
-          settle()
-          if (entry !== undefined) origin.deadlines.remove(entry)
+          settle(at)
+          if (entry !== undefined) deadlines.remove(entry)
           // The endpoint may find the deadline passed before this side's timer fires: the timeout is then this call's
           // own, and names where it was made.
           resume(Exit.isFailure(exit) && isEndpointTimeout(exit) ? timedOut(port.address, qualified, timeoutMillis, callSite) : exit)
         })
         if (settled) return
         if (Number.isFinite(timeoutMillis)) {
-          entry = origin.deadlines.add(
+          entry = deadlines.add(
             timeoutMillis,
             () => {
               if (settled) return
@@ -175,13 +180,14 @@ export const make = <G extends RpcGateway.Any>(
               settle()
               pending?.cancel(true)
               resume(stopped(name))
-            }
+            },
+            now
           )
         }
         return Effect.sync(() => {
           if (settled) return
           settle()
-          if (entry !== undefined) origin.deadlines.remove(entry)
+          if (entry !== undefined) deadlines.remove(entry)
           pending?.cancel(true)
         })
       })

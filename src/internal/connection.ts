@@ -61,6 +61,8 @@ export interface ConnectionOwner {
   readonly instruments: Instruments
   /** Give traced calls a server span (`RpcConfig.tracing`). */
   readonly tracing: boolean
+  /** The service's deadline time: a remote ask's deadline is kept in it, as a local one is. */
+  readonly now: () => number
   /** The service's verdicts on pairs of gateway versions, under its `RpcConfig.gatewayCompatibility`. */
   readonly verdicts: Exchange.Verdicts
 }
@@ -396,8 +398,6 @@ export class Connection implements Heartbeat.Watched, ServingConnection {
   }
 
   readonly isClosed = (): boolean => this.state === "closed"
-
-  readonly now = (): number => this.clock!.currentTimeMillisUnsafe()
 
   readonly protocolError = (detail: string): void => {
     // Logged by the connection's fiber: the operator of this side learns why a peer was cut off.

@@ -32,8 +32,8 @@ export const withNotServed = (port: Port, notServed: ReadonlyArray<string>): Por
   const missing = new Set(notServed)
   return {
     address: port.address,
-    ask: (gateway, method, payload, token, timeoutMillis, span, resume) => {
-      if (!missing.has(method)) return port.ask(gateway, method, payload, token, timeoutMillis, span, resume)
+    ask: (gateway, method, payload, token, timeoutMillis, now, span, resume) => {
+      if (!missing.has(method)) return port.ask(gateway, method, payload, token, timeoutMillis, now, span, resume)
       resume(Exit.fail(notServedError(port.address, gateway, method)))
       return undefined
     },
@@ -107,13 +107,13 @@ export const crossing = (
   }
   return withNotServed({
     address,
-    ask: (_gateway, method, payload, token, timeoutMillis, span, resume) => {
+    ask: (_gateway, method, payload, token, timeoutMillis, now, span, resume) => {
       const crossed = payloadFor(method, payload)
       if (Result.isFailure(crossed)) {
         resume(Exit.fail(crossed.failure))
         return undefined
       }
-      return port.ask(endpointGateway, method, crossed.success, token, timeoutMillis, span, replyTo(method, resume))
+      return port.ask(endpointGateway, method, crossed.success, token, timeoutMillis, now, span, replyTo(method, resume))
     },
     tell: (_gateway, method, payload, token, span) => {
       const crossed = payloadFor(method, payload)

@@ -7,6 +7,11 @@
  * until the earliest deadline. A call that completes unlinks its entry in O(1). The timer fiber only needs waking
  * early when a deadline comes before the one it sleeps until, which is rare: most asks share one timeout, so
  * each new deadline is the latest. The fiber uses the service's Clock, so TestClock drives it in tests.
+ *
+ * With Node's own clock (not a TestClock), deadlines are kept on `performance.now()` (plus a fixed offset, so they
+ * read as epoch milliseconds), which is also what the per-call metrics read: one reading of the clock serves an
+ * ask's deadline, its latency and its mailbox wait. A reading costs 50 to 80 ns on the VMs measured here, and a
+ * local ask used to take eight of them.
  */
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
@@ -45,15 +50,28 @@ export class Deadlines {
   /** How many entries are pending. */
   size = 0
 
+  /** Is the service's clock Node's own? Then `now` reads `performance.now()`. */
+  readonly live: boolean
+  private readonly offset: number
+
   /** The timer fiber runs with `context` (its Clock), in `scope`: the service's, which ends it at the latest. */
   constructor(private readonly context: Context.Context<never>, private readonly scope: Scope.Scope) {
     this.clock = Context.get(context, Clock.Clock)
+    this.live = this.clock instanceof (Context.get(Context.empty(), Clock.Clock).constructor as new() => Clock.Clock)
+    this.offset = Date.now() - performance.now()
   }
 
-  /** The time by the service's clock, in milliseconds. */
-  now(): number {
-    return this.clock.currentTimeMillisUnsafe()
-  }
+  /** The time deadlines are measured in, in milliseconds: the service's clock (monotonic when it is Node's). */
+  readonly now = (): number => this.live ? performance.now() + this.offset : this.clock.currentTimeMillisUnsafe()
+
+  /**
+   * The time the metrics measure durations in: the same reading as `now` with Node's clock; real time under a
+   * TestClock, whose virtual time would make every duration zero.
+   */
+  readonly metricNow = (): number => this.live ? performance.now() + this.offset : performance.now()
+
+  /** The time by the service's `Clock`, as Effect code reads it (what a fencing token's `validUntil` is in). */
+  readonly clockNow = (): number => this.clock.currentTimeMillisUnsafe()
 
   /** Is the timer fiber alive? */
   get timerActive(): boolean {
@@ -61,11 +79,11 @@ export class Deadlines {
   }
 
   /**
-   * Calls `fire` (on the timer fiber) once `millis` have passed, unless the entry is removed first; calls `stop`
-   * if the deadlines close before that.
+   * Calls `fire` (on the timer fiber) once `millis` have passed since `now` (default: now), unless the entry is
+   * removed first; calls `stop` if the deadlines close before that.
    */
-  add(millis: number, fire: () => void, stop: () => void): Entry {
-    const deadline = this.clock.currentTimeMillisUnsafe() + millis
+  add(millis: number, fire: () => void, stop: () => void, now: number = this.now()): Entry {
+    const deadline = now + millis
     if (this.closed) {
       stop()
       return { deadline, fire, stop, list: undefined, prev: undefined, next: undefined }
@@ -125,7 +143,7 @@ export class Deadlines {
 
   private tick(): Effect.Effect<void> {
     return Effect.suspend(() => {
-      const now = this.clock.currentTimeMillisUnsafe()
+      const now = this.now()
       let earliest = Infinity
       this.ticking = true
       try {

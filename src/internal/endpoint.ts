@@ -86,6 +86,12 @@ export interface EndpointOwner {
   readonly selfClient: <G extends RpcGateway.Any>(runtime: EndpointRuntime, gateway: G) => RpcGateway.Client<G>
   /** The time by the service's clock, in milliseconds: what deadlines are measured in. */
   readonly now: () => number
+  /** The time metrics measure durations in (the same reading as `now` when `liveClock`). */
+  readonly metricNow: () => number
+  /** The time by the service's `Clock`, as Effect code reads it: what `validUntil` of a token is in. */
+  readonly clockNow: () => number
+  /** Is the service's clock Node's own, so that `now` and `metricNow` are one reading? */
+  readonly liveClock: boolean
   readonly instruments: Instruments
   /** Give traced calls a server span (`RpcConfig.tracing`). */
   readonly tracing: boolean
@@ -222,7 +228,7 @@ export class EndpointRuntime implements Recipient {
       return undefined
     }
     if (instruments.enabled) {
-      invocation.enqueuedAt = performance.now()
+      if (invocation.enqueuedAt === 0) invocation.enqueuedAt = this.owner.metricNow()
       instruments.mailboxDepth(depth)
     }
     if (!this.mailbox.offer(invocation) && invocation.resume !== undefined) {
@@ -344,7 +350,13 @@ export class EndpointRuntime implements Recipient {
     // Before anything can log: a discarded call's warning must name its own method, not the previous one's.
     this.annotate(this.logContexts.forMethod(invocation.gateway, invocation.method))
     if (invocation.cancelled) return this.skip(invocation, "cancelled")
-    if (invocation.deadline !== Infinity && this.owner.now() >= invocation.deadline) return this.skip(invocation, "expired")
+    // One reading of the clock, for the deadline and, with Node's clock, for the mailbox-wait metric too.
+    let startedAt = 0
+    if (invocation.deadline !== Infinity) {
+      const now = this.owner.now()
+      if (now >= invocation.deadline) return this.skip(invocation, "expired")
+      if (this.owner.liveClock) startedAt = now
+    }
     const handler = Object.hasOwn(this.handlers, invocation.method) ? this.handlers[invocation.method] : undefined
     if (this.state === "created") {
       const method = qualified(invocation)
@@ -381,7 +393,7 @@ export class EndpointRuntime implements Recipient {
     const instruments = this.owner.instruments
     if (instruments.enabled) {
       const metrics = instruments.method(invocation.gateway, invocation.method)
-      this.handlerStartedAt = performance.now()
+      this.handlerStartedAt = startedAt === 0 ? this.owner.metricNow() : startedAt
       metrics.wait.update(this.handlerStartedAt - invocation.enqueuedAt)
       this.handlerMetrics = metrics
     }
@@ -448,10 +460,10 @@ export class EndpointRuntime implements Recipient {
       onSuccess: (value) => {
         const message = this.current!
         this.current = undefined
-        this.recordHandlerTime(message)
+        const at = this.recordHandlerTime(message)
         if (isLater(value)) return Replies.forkLater(this, callName(message), value.effect, message.resume, this.scope)
-        // A tell's success needs nothing, not even an Exit.
-        if (message.resume !== undefined) message.resume(Exit.succeed(value))
+        // A tell's success needs nothing, not even an Exit. An in-process caller's latency ends when the handler did.
+        if (message.resume !== undefined) message.resume(Exit.succeed(value), at)
         return Effect.void
       },
       onFailure: (cause) => {
@@ -463,11 +475,14 @@ export class EndpointRuntime implements Recipient {
     }
   }
 
-  private recordHandlerTime(message: Invocation | Run): void {
+  /** Records the handler time of an invocation (metrics on); returns when the handler ended, if it read it. */
+  private recordHandlerTime(message: Invocation | Run): number | undefined {
     const metrics = this.handlerMetrics
-    if (metrics === undefined || message._tag !== "Invocation") return
+    if (metrics === undefined || message._tag !== "Invocation") return undefined
     this.handlerMetrics = undefined
-    metrics.handler.update(performance.now() - this.handlerStartedAt)
+    const endedAt = this.owner.metricNow()
+    metrics.handler.update(endedAt - this.handlerStartedAt)
+    return endedAt
   }
 
   private processRun(run: Run): Effect.Effect<void> {
@@ -496,7 +511,7 @@ export class EndpointRuntime implements Recipient {
     const fencing = this.definition.fencing
     if (fencing === undefined) return undefined
     const order = fencing.monotonic as Order.Order<unknown> | undefined
-    const rejection = Fencing.check(this.shared.tokens, this.tokenState, received, order, this.owner.now, this.address, what)
+    const rejection = Fencing.check(this.shared.tokens, this.tokenState, received, order, this.owner.clockNow, this.address, what)
     if (rejection === undefined && order !== undefined) Fencing.admit(this.tokenState, received, order)
     return rejection
   }

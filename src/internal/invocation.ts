@@ -17,8 +17,11 @@ export class UndecodableToken {
   constructor(readonly raw: unknown) {}
 }
 
-/** How a reply reaches its caller: called once with the outcome. */
-export type Resume = (exit: Exit.Exit<unknown, unknown>) => void
+/**
+ * How a reply reaches its caller: called once with the outcome and, when the replier read the time anyway (an
+ * in-process handler, for its metrics), when it replied, so that the caller need not read it again.
+ */
+export type Resume = (exit: Exit.Exit<unknown, unknown>, at?: number) => void
 
 /** An ask on its way: `cancel` drops interest in its reply; `interrupted` also asks the endpoint to skip it. */
 export interface Pending {
@@ -33,7 +36,7 @@ export class Invocation implements Pending {
   readonly _tag = "Invocation"
   /** The caller gave up before the handler started. */
   cancelled = false
-  /** When it was queued (`performance.now()`), for the mailbox-wait metric; 0 while metrics are off. */
+  /** When it was queued (the service's metric time), for the mailbox-wait metric; 0 until known. */
   enqueuedAt = 0
   constructor(
     readonly gateway: string,

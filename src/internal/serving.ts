@@ -36,8 +36,6 @@ export interface ServingConnection {
   readonly isClosed: () => boolean
   /** The largest frame both sides accept. */
   readonly limit: () => number
-  /** The time by the connection's clock, in milliseconds. */
-  readonly now: () => number
   readonly protocolError: (detail: string) => void
 }
 
@@ -206,7 +204,7 @@ export class Serving {
     const token = call.token === undefined ? NoToken : recipient.decodeToken(call.token.value)
     const timeout = call.timeout ?? Infinity
     // The peer's clock is not this one: the deadline is the time left when it was sent, counted from arrival.
-    const deadline = timeout === Infinity ? Infinity : this.connection.now() + timeout
+    const deadline = timeout === Infinity ? Infinity : this.connection.owner.now() + timeout
     const span = call.trace === undefined || !this.connection.owner.tracing ? undefined : Tracer.externalSpan(call.trace)
     const invocation = new Invocation(
       call.gateway,

@@ -44,6 +44,8 @@ export interface TransportOwner {
   readonly lookup: (endpointId: string) => Recipient | undefined
   readonly instruments: Instruments
   readonly tracing: boolean
+  /** The service's deadline time (what an ask's deadline is kept in). */
+  readonly now: () => number
   /** The services dialled connections run with (the application's logger, clock, tracer). */
   readonly context: Context.Context<never>
   /** The service's verdicts on pairs of gateway versions (./exchange.ts). */
@@ -98,6 +100,7 @@ export class Transport {
       },
       instruments: owner.instruments,
       tracing: owner.tracing,
+      now: owner.now,
       verdicts: owner.verdicts
     }
   }

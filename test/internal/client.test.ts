@@ -26,7 +26,7 @@ const clientAnswering = (answer: Exit.Exit<unknown, unknown>) =>
     }
     const port: Client.Port = {
       address: "local://test/slow",
-      ask: (_gateway, _method, _payload, _token, _timeout, _span, resume) => {
+      ask: (_gateway, _method, _payload, _token, _timeout, _now, _span, resume) => {
         resume(answer)
         return undefined
       },
