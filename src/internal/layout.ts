@@ -8,6 +8,9 @@
  * fields), a union that flattens to one member or to literals of one kind has no selector, and a number proven to be
  * an integer is a varint. What the compatibility checker concludes rests on this mirror; its tests encode with one
  * Schema and decode with another through the real codec to keep the two in step.
+ *
+ * About 800 lines, on purpose: it is one mirror of one compiler (SchemaBinary's `compileLayout`), case for case,
+ * and reads best next to it in the same order; the comparison of two layouts is compatibility.ts.
  */
 import type * as SchemaAST from "effect/SchemaAST"
 import type * as SchemaRepresentation from "effect/SchemaRepresentation"
