@@ -15,6 +15,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Order from "effect/Order"
+import type { Ordering } from "effect/Ordering"
 import { hasProperty } from "effect/Predicate"
 import type * as Schema from "effect/Schema"
 import * as SchemaRepresentation from "effect/SchemaRepresentation"
@@ -103,7 +104,7 @@ export interface MainThread<Gs extends ReadonlyArray<RpcGateway.Any>, Token = ne
    * Replaces the fencing token; must run on the main thread. Work enqueued under the old token is dropped. With
    * `validUntil`, the token stops admitting messages at that time (a leader's lease deadline).
    */
-  readonly setFencingToken: (token: Token, options?: TokenOptions | undefined) => Effect.Effect<void>
+  setFencingToken(token: Token, options?: TokenOptions | undefined): Effect.Effect<void>
   /** Clears the fencing token: from now on every message is rejected (`NotSet`) until a new one is set. */
   readonly clearFencingToken: Effect.Effect<void>
 }
@@ -203,8 +204,16 @@ export interface Fencing<Token> {
    * successive leaders (order `LeaderToken.Order`): a deposed leader's messages are refused once its successor's
    * have arrived.
    */
-  readonly monotonic: Order.Order<Token> | undefined
+  readonly monotonic: MonotonicOrder<Token> | undefined
 }
+
+/**
+ * An `Order<Token>`, compared bivariantly so that an unfenced endpoint's `Fencing<never>` fits where any fencing
+ * does.
+ *
+ * @since 0.1.0
+ */
+export type MonotonicOrder<Token> = { bivariant(self: Token, that: Token): Ordering }["bivariant"]
 
 /**
  * An endpoint definition; start it with `RpcService.startServer` or provide it with {@link layer}.
@@ -228,7 +237,9 @@ export interface RpcEndpoint<
    * undefined (the default, as in Flink): see docs/RELIABILITY.md for the trade-off.
    */
   readonly mailboxCapacity: number | undefined
-  readonly init: (main: MainThread<Gs, Token>) => Effect.Effect<Behaviour<Gs, EStop>, EInit, R>
+  // Methods, here and for `setFencingToken`, are compared bivariantly: that lets an unfenced endpoint, whose token
+  // type is `never`, be an `Any`, since nothing, not even `any`, is assignable to `never`.
+  init(main: MainThread<Gs, Token>): Effect.Effect<Behaviour<Gs, EStop>, EInit, R>
 }
 
 /**

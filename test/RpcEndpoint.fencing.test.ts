@@ -247,4 +247,24 @@ describe("RpcEndpoint (fenced)", () => {
         assert.instanceOf(yield* Fiber.join(after), RpcError.FencingTokenError)
       }).pipe(withService()))
   })
+
+  it.effect("fenced and unfenced definitions fit in one Array<RpcEndpoint.Any> and start from it", () =>
+    Effect.gen(function*() {
+      const Plain = RpcGateway.make("Plain", { ping: RpcGateway.ask({ success: Schema.String }) })
+      const plain = RpcEndpoint.make({
+        gateways: [Plain],
+        init: () => Effect.succeed({ handlers: { ping: () => Effect.succeed("pong") } })
+      })
+      // An unfenced endpoint's token type is never; this line did not compile while Any's fencing was Order<any>.
+      const definitions: Array<RpcEndpoint.Any> = [plain, fencedEndpoint({ initialToken: "t" })]
+      const svc = yield* service
+      const servers = []
+      for (const definition of definitions) {
+        const server = yield* svc.startServer(definition)
+        yield* server.start
+        servers.push(server)
+      }
+      assert.strictEqual(yield* (yield* svc.connect(servers[0]!.address, Plain)).ping(), "pong")
+      assert.strictEqual(yield* (yield* svc.connectFenced(servers[1]!.address, "t", FencedGateway)).foobar(), "barfoo")
+    }).pipe(withService()))
 })
