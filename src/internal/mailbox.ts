@@ -3,12 +3,13 @@
  *
  * Messages are processed strictly one at a time, in offer order, by a fiber that exists only while the mailbox
  * has work: `offer` starts it when the mailbox is idle, and it ends when the mailbox is empty. An idle endpoint
- * therefore holds no fiber and no array, only this object. The fiber yields to others after `throughput` messages
+ * therefore holds no fiber and no list, only this object. The fiber yields to others after `throughput` messages
  * so that one busy endpoint cannot starve the rest.
  */
 import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as MutableList from "effect/MutableList"
 import type * as Scope from "effect/Scope"
 
 /** The narrow interface the endpoint runtime uses. */
@@ -37,13 +38,11 @@ interface Turn<R> {
   next: () => Effect.Effect<void, never, R>
 }
 
-/** Compact the backing array once this many slots at its head are spent. */
-const COMPACT_AT = 1024
-
 class MailboxImpl<A, R> implements Mailbox<A> {
-  // Allocated while the mailbox has work, dropped when it is idle: an idle endpoint keeps no array.
-  private queue: Array<A | undefined> | undefined = undefined
-  private head = 0
+  // The list effect/Queue keeps its messages in (chunked arrays that compact their spent head), allocated while the
+  // mailbox has work and dropped when it is idle. A Queue itself would cost 880 bytes per idle endpoint: see
+  // docs/ARCHITECTURE.md, "The mailbox".
+  private queue: MutableList.MutableList<A> | undefined = undefined
   private closed = false
   private fiber: Fiber.Fiber<void> | undefined = undefined
   private waiters: Array<() => void> | undefined = undefined
@@ -53,7 +52,7 @@ class MailboxImpl<A, R> implements Mailbox<A> {
   constructor(private readonly processor: Processor<A, R>) {}
 
   private hasWork(): boolean {
-    return this.queue !== undefined && this.head < this.queue.length
+    return this.queue !== undefined && this.queue.length > 0
   }
 
   /**
@@ -89,22 +88,12 @@ class MailboxImpl<A, R> implements Mailbox<A> {
   }
 
   private take(): A {
-    const queue = this.queue!
-    const message = queue[this.head] as A
-    queue[this.head++] = undefined
-    if (this.head >= COMPACT_AT && this.head * 2 >= queue.length) {
-      this.queue = queue.slice(this.head)
-      this.head = 0
-    }
-    return message
+    return MutableList.take(this.queue!) as A
   }
 
   private finishTurn(): Effect.Effect<void> {
     this.fiber = undefined
-    if (!this.hasWork()) {
-      this.queue = undefined
-      this.head = 0
-    }
+    if (!this.hasWork()) this.queue = undefined
     const waiters = this.waiters
     if (waiters !== undefined) {
       this.waiters = undefined
@@ -115,8 +104,7 @@ class MailboxImpl<A, R> implements Mailbox<A> {
 
   offer(message: A): boolean {
     if (this.closed) return false
-    if (this.queue === undefined) this.queue = [message]
-    else this.queue.push(message)
+    MutableList.append(this.queue ??= MutableList.make(), message)
     if (this.fiber === undefined) this.startTurn()
     return true
   }
@@ -138,9 +126,8 @@ class MailboxImpl<A, R> implements Mailbox<A> {
 
   close(): Array<A> {
     this.closed = true
-    const rest = this.queue === undefined ? [] : this.queue.slice(this.head) as Array<A>
+    const rest = this.queue === undefined ? [] : MutableList.takeAll(this.queue)
     this.queue = undefined
-    this.head = 0
     return rest
   }
 
@@ -158,7 +145,7 @@ class MailboxImpl<A, R> implements Mailbox<A> {
   }
 
   size(): number {
-    return this.queue === undefined ? 0 : this.queue.length - this.head
+    return this.queue === undefined ? 0 : this.queue.length
   }
 
   isClosed(): boolean {
