@@ -9,7 +9,6 @@
  */
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -41,6 +40,7 @@ import {
   UndecodableToken
 } from "./invocation.js"
 import * as Mailbox from "./mailbox.js"
+import * as Outcome from "./outcome.js"
 import { annotateMainThread, LogContexts } from "./logContext.js"
 import { MainThreadImpl } from "./mainThread.js"
 import type { Instruments, MethodMetrics } from "./metrics.js"
@@ -105,6 +105,8 @@ const UNFENCED: Fencing.TokenState = Object.freeze({ token: Option.none(), valid
 
 /** What every endpoint started from one definition shares: computed once, not per endpoint. */
 interface Shared {
+  /** Kept here rather than on each runtime: one field less per endpoint. */
+  readonly definition: RpcEndpoint.Any
   readonly served: ReadonlyMap<string, RpcGateway.Any>
   readonly tokens: Fencing.TokenCodec
 }
@@ -115,6 +117,7 @@ const sharedOf = (definition: RpcEndpoint.Any): Shared => {
   let shared = sharedByDefinition.get(definition)
   if (shared === undefined) {
     shared = {
+      definition,
       served: new Map(definition.gateways.map((gateway) => [gateway.name, gateway])),
       tokens: Fencing.codecOf(definition.fencing)
     }
@@ -124,8 +127,9 @@ const sharedOf = (definition: RpcEndpoint.Any): Shared => {
 }
 
 /**
- * The runtime of a started endpoint. An idle endpoint is this object, its mailbox and two Deferreds: everything
- * else (its scope, its address string) is made on first use, and what depends only on the definition is shared.
+ * The runtime of a started endpoint. An idle endpoint is this object and its mailbox: everything else (its scope,
+ * its address string, the Deferreds of its startup and termination, its MainThread view) is made on first use, and
+ * what depends only on the definition is shared.
  */
 export class EndpointRuntime implements Recipient {
   state: State = "created"
@@ -144,14 +148,14 @@ export class EndpointRuntime implements Recipient {
   private scopeOrUndefined: Scope.Closeable | undefined = undefined
   private addressOrUndefined: string | undefined = undefined
   readonly mailbox: Mailbox.Mailbox<Envelope>
-  readonly termination: Deferred.Deferred<void, unknown>
-  /** Completes once onStart has succeeded; fails if it failed or the endpoint terminated unstarted. */
-  readonly startup: Deferred.Deferred<void, EndpointStartError>
-  readonly main: RpcEndpoint.MainThread<any, any>
+  /** How the endpoint terminated, once it has (./outcome.ts: the Deferred is made only for someone waiting). */
+  private terminationOutcome: Outcome.Outcome<unknown> = undefined
+  /** Succeeds once onStart has succeeded; fails if it failed or the endpoint terminated unstarted. */
+  private startupOutcome: Outcome.Outcome<EndpointStartError> = undefined
 
   constructor(
     readonly endpointId: string,
-    readonly definition: RpcEndpoint.Any,
+    definition: RpcEndpoint.Any,
     readonly owner: EndpointOwner,
     readonly context: Context.Context<never>
   ) {
@@ -160,10 +164,37 @@ export class EndpointRuntime implements Recipient {
     this.tokenState = definition.fencing === undefined
       ? UNFENCED
       : { token: definition.fencing.initial, validUntil: undefined }
-    this.termination = Deferred.makeUnsafe<void, unknown>()
-    this.startup = Deferred.makeUnsafe<void, EndpointStartError>()
     this.mailbox = Mailbox.make<Envelope, never>(this)
-    this.main = new MainThreadImpl(this)
+  }
+
+  /**
+   * The MainThread view for endpoint code, made for each use rather than kept: only `init` and a server handle's
+   * `fencingToken` ask for it, and an idle endpoint is counted in bytes.
+   */
+  get main(): RpcEndpoint.MainThread<any, any> {
+    return new MainThreadImpl(this)
+  }
+
+  /** Completes once onStart has succeeded; fails if it failed or the endpoint terminated unstarted. */
+  get awaitStartup(): Effect.Effect<void, EndpointStartError> {
+    return Effect.suspend(() => Outcome.wait(this.startupOutcome, (deferred) => this.startupOutcome = deferred))
+  }
+
+  /** Completes when the endpoint has terminated, with how it did. */
+  get awaitTermination(): Effect.Effect<void, unknown> {
+    return Effect.suspend(() => Outcome.wait(this.terminationOutcome, (deferred) => this.terminationOutcome = deferred))
+  }
+
+  get isTerminated(): boolean {
+    return Outcome.isKnown(this.terminationOutcome)
+  }
+
+  private settleStartup(exit: Exit.Exit<void, EndpointStartError>): void {
+    Outcome.settle(this.startupOutcome, exit, (known) => this.startupOutcome = known)
+  }
+
+  get definition(): RpcEndpoint.Any {
+    return this.shared.definition
   }
 
   get address(): string {
@@ -241,7 +272,7 @@ export class EndpointRuntime implements Recipient {
     // Nothing of the endpoint's code runs for a start without onStart, so it needs no turn of the main thread.
     if (this.state === "created" && this.onStart === undefined && !this.mailbox.isActive() && !this.mailbox.isClosed()) {
       this.state = "started"
-      Deferred.doneUnsafe(this.startup, Exit.void)
+      this.settleStartup(Exit.void)
       return
     }
     this.mailbox.offer(START)
@@ -519,13 +550,13 @@ export class EndpointRuntime implements Recipient {
   private processStart(): Effect.Effect<void> {
     if (this.state !== "created") return Effect.void
     this.state = "started"
-    if (this.onStart === undefined) return Deferred.done(this.startup, Exit.void)
+    if (this.onStart === undefined) return Effect.sync(() => this.settleStartup(Exit.void))
     return Effect.flatMap(Effect.exit(this.onStart), (exit) => {
-      if (Exit.isSuccess(exit)) return Deferred.done(this.startup, Exit.void)
+      if (Exit.isSuccess(exit)) return Effect.sync(() => this.settleStartup(Exit.void))
       const error = new EndpointStartError({ address: this.address, cause: Cause.squash(exit.cause) })
       return Effect.logError("onStart failed; terminating the endpoint", exit.cause).pipe(
         Effect.annotateLogs({ endpoint: this.endpointId, address: this.address }),
-        Effect.andThen(Deferred.done(this.startup, Exit.fail(error))),
+        Effect.andThen(Effect.sync(() => this.settleStartup(Exit.fail(error)))),
         Effect.andThen(this.finalize(Exit.fail(error)))
       )
     })
@@ -581,13 +612,14 @@ export class EndpointRuntime implements Recipient {
       this.mailbox.awaitIdle.pipe(
         Effect.andThen(this.closeScope()),
         Effect.andThen(Effect.sync(() => this.owner.unregister(this))),
-        Effect.andThen(Effect.suspend(() =>
-          Deferred.isDoneUnsafe(this.startup) ? Effect.void : Deferred.done(
-            this.startup,
-            Exit.fail(new EndpointStartError({ address: this.address, cause: "the endpoint terminated before it started" }))
-          )
-        )),
-        Effect.andThen(Deferred.done(this.termination, result))
+        Effect.andThen(Effect.sync(() => {
+          if (!Outcome.isKnown(this.startupOutcome)) {
+            this.settleStartup(
+              Exit.fail(new EndpointStartError({ address: this.address, cause: "the endpoint terminated before it started" }))
+            )
+          }
+          Outcome.settle(this.terminationOutcome, result, (known) => this.terminationOutcome = known)
+        }))
       ),
       this.owner.scope
     ))

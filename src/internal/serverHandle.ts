@@ -3,7 +3,6 @@
  * are made when used, so that every endpoint can have one for a few bytes.
  */
 import * as Context from "effect/Context"
-import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import { NodeInspectSymbol } from "effect/Inspectable"
 import type * as Option from "effect/Option"
@@ -51,7 +50,7 @@ export class ServerHandle implements RpcServer<ReadonlyArray<RpcGateway.Any>, un
   }
 
   get awaitStarted(): Effect.Effect<void, EndpointStartError> {
-    return Deferred.await(this.runtime.startup)
+    return this.runtime.awaitStartup
   }
 
   get stop(): Effect.Effect<void> {
@@ -63,11 +62,11 @@ export class ServerHandle implements RpcServer<ReadonlyArray<RpcGateway.Any>, un
   }
 
   get awaitTermination(): Effect.Effect<void, unknown> {
-    return Deferred.await(this.runtime.termination)
+    return this.runtime.awaitTermination
   }
 
   get isTerminated(): Effect.Effect<boolean> {
-    return Deferred.isDone(this.runtime.termination)
+    return Effect.sync(() => this.runtime.isTerminated)
   }
 
   get fencingToken(): Effect.Effect<Option.Option<unknown>> {

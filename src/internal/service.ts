@@ -464,7 +464,7 @@ export class LocalService implements RpcServiceShape, EndpointOwner {
       if (this.scheduled !== undefined) yield* FiberSet.clear(this.scheduled)
       const runtimes = [...this.endpoints.values()]
       for (const runtime of runtimes) runtime.requestStop()
-      const exits = yield* Effect.forEach(runtimes, (runtime) => Effect.exit(Deferred.await(runtime.termination)), {
+      const exits = yield* Effect.forEach(runtimes, (runtime) => Effect.exit(runtime.awaitTermination), {
         concurrency: "unbounded"
       })
       if (this.transport !== undefined) yield* this.transport.close
