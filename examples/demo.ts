@@ -24,10 +24,13 @@
  * - Crash: the launcher kills te-2 with SIGKILL. The ResourceManager's next heartbeat to it fails with
  *   RecipientUnreachableError; it declares te-2 lost and releases its slots.
  * - Shutdown: te-1, jobmaster-b and the ResourceManager are stopped with SIGTERM, in that order; each runs onStop and
- *   shuts its RpcService down; then the HA engine stops. The exit code is 0 if all of this happened; a 90 s watchdog
- *   kills the processes and fails otherwise.
+ *   shuts its RpcService down; then the HA engine stops. The exit code is 0 if all of this happened; a 120 s watchdog
+ *   (90 s plus the longest DEMO_INSPECT hold) kills the processes and fails otherwise.
+ * - `DEMO_INSPECT=<seconds>` (1 to 30) turns reflection on in every process and holds the cluster open that long
+ *   before te-2 crashes, printing the addresses and commands, so that the command-line client (`npm run -s cli --`
+ *   here, `npx effect-actor-rpc` where the package is installed) can list, describe and call it.
  *
- * Run: npm run demo   (or: npx tsx examples/demo.ts)
+ * Run: npm run demo   (or: npx tsx examples/demo.ts; DEMO_INSPECT=30 npm run demo to look at it with the CLI)
  */
 import { Clock, Duration, Effect, Option, Schedule } from "effect"
 import { HaRemote, HaServices, type LeaderInformation, RpcError, RpcService } from "effect-actor-rpc"
@@ -88,6 +91,19 @@ const startHa = Effect.gen(function*() {
   return { spec: `remote:${server.address}`, ha: yield* HaServices.make(driver) }
 })
 
+/**
+ * How long to hold the cluster open for the command-line client: `DEMO_INSPECT`, whole seconds from 1 to 30 (the
+ * processes' heartbeat loops are bounded at 50 s).
+ */
+const inspectFor = Effect.suspend(() => {
+  const value = process.env.DEMO_INSPECT
+  if (value === undefined) return Effect.succeed(Option.none<number>())
+  const seconds = Number(value)
+  return Number.isInteger(seconds) && seconds >= 1 && seconds <= 30
+    ? Effect.succeed(Option.some(seconds))
+    : Effect.fail(new LaunchError({ detail: `DEMO_INSPECT must be whole seconds from 1 to 30, not "${value}"` }))
+})
+
 /** Polls (every 100 ms, at most `within`) until `check` holds. */
 const until = <A, E>(what: string, poll: Effect.Effect<A, E>, check: (a: A) => boolean, within: Duration.Input) =>
   poll.pipe(
@@ -103,6 +119,7 @@ const until = <A, E>(what: string, poll: Effect.Effect<A, E>, check: (a: A) => b
 
 const program = Effect.gen(function*() {
   const service = yield* RpcService.RpcService
+  const inspect = yield* inspectFor
   const { ha, spec } = yield* startHa
   const leaders = yield* ha.retrieve(JOBMASTER)
   const leaderNow = leaders.get
@@ -188,6 +205,26 @@ const program = Effect.gen(function*() {
   }
   yield* log(`  rejected (${stale.reason}): ${stale.message}`)
 
+  if (Option.isSome(inspect)) {
+    // In this repository the CLI runs from the sources; where the package is installed it is `npx effect-actor-rpc`.
+    const cli = "npm run -s cli --"
+    yield* launcher(
+      `DEMO_INSPECT: the cluster stays up for ${inspect.value} s with reflection on. In another shell:\n` +
+        `  ${cli} ping ${rmAddress!.replace(/\/[^/]*$/, "")}\n` +
+        `  ${cli} list ${second.address.replace(/\/[^/]*$/, "")}\n` +
+        `  ${cli} describe ${second.address}\n` +
+        `  ${cli} call ${rmAddress} registeredTaskExecutors\n` +
+        `  ${cli} call ${te1Address} status\n` +
+        `  ${cli} call ${second.address} heartbeatFromTaskExecutor '"cli"' --token '${
+          JSON.stringify(second.token)
+        }'\n` +
+        `  ${cli} call ${second.address} heartbeatFromTaskExecutor '"cli"' --token '${
+          JSON.stringify(first.token)
+        }'   # the old session's token: refused (exit 5)`
+    )
+    yield* Effect.sleep(Duration.seconds(inspect.value))
+  }
+
   yield* log(`--- te-2 crashes: the launcher kills its process (SIGKILL, pid ${te2Role.pid}) ---`)
   const crashedAt = yield* Clock.currentTimeMillis
   yield* te2Role.kill
@@ -211,4 +248,5 @@ const program = Effect.gen(function*() {
   yield* log("cluster stopped")
 }).pipe(Effect.scoped)
 
-program.pipe(Effect.provide(ClusterService), withWatchdog("90 seconds"), runLauncher)
+// The watchdog allows for the longest DEMO_INSPECT hold on top of the run.
+program.pipe(Effect.provide(ClusterService), withWatchdog("120 seconds"), runLauncher)

@@ -30,7 +30,13 @@ export const JOBMASTER = "jobmaster"
  * library's own logs from warnings up (the processes tell their story on the console).
  */
 export const ClusterService = RpcService.layerTcp({ host: "127.0.0.1", port: "0" }).pipe(
-  Layer.provide(RpcConfig.layer({ heartbeatInterval: HEARTBEAT_INTERVAL, heartbeatPause: HEARTBEAT_PAUSE })),
+  Layer.provide(RpcConfig.layer({
+    heartbeatInterval: HEARTBEAT_INTERVAL,
+    heartbeatPause: HEARTBEAT_PAUSE,
+    // Only while the cluster is held open for the command-line client (DEMO_INSPECT): reflection tells anyone who
+    // can connect every endpoint id, which is why it is off by default.
+    reflection: process.env.DEMO_INSPECT !== undefined
+  })),
   Layer.merge(Layer.succeed(References.MinimumLogLevel)("Warn"))
 )
 

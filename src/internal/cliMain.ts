@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 /**
  * The entry point of the command-line client, the package's `bin` (`npx effect-actor-rpc ping rpc://...`); in this
- * repository `npx tsx src/internal/cliMain.ts ...`. Logs go to stderr, so that stdout carries only what a command
- * prints (JSON for scripts with --json).
+ * repository, from the sources, `npm run -s cli -- ping rpc://...`. Logs go to stderr, so that stdout carries only
+ * what a command prints (JSON for scripts with --json).
  */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import * as Effect from "effect/Effect"

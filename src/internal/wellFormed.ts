@@ -8,5 +8,9 @@ const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\
 
 /** A non-empty, well-formed (no lone surrogates) string. */
 export const WellFormedString = Schema.NonEmptyString.check(
-  Schema.makeFilter((value: string) => !loneSurrogate.test(value) || "must be well-formed Unicode (no lone surrogates)")
+  Schema.makeFilter(
+    (value: string) => !loneSurrogate.test(value) || "must be well-formed Unicode (no lone surrogates)",
+    // What `describe` and the compatibility report show for this check.
+    { expected: "well-formed Unicode" }
+  )
 )
