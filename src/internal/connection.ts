@@ -13,6 +13,9 @@
  * The socket is used through Node's own stream interface rather than Effect's `Socket`: its pull and its writer
  * each cost a fiber resumption per read and per write, which was a quarter of the JavaScript time of a small
  * remote ask (docs/PERFORMANCE.md).
+ *
+ * A little over 500 lines, on purpose: what is left is the state machine and the pending table, which every
+ * dispatch and every close reads and changes; split further, each half would need the other's internals.
  */
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"

@@ -6,6 +6,10 @@
  *
  * Every fiber the service and its endpoints start lives in the service's scope: mailbox turns, the ask-timeout
  * timer, endpoint terminations, scheduled runs. The scope closes after the shutdown, so nothing outlives it.
+ *
+ * A little over 500 lines, on purpose: the endpoint table, the address resolution and the shutdown order are one
+ * piece of state that nearly every method here reads; the clients, the transport and the endpoints' runtime live
+ * in their own modules.
  */
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
