@@ -290,6 +290,19 @@ describe("RpcCompatibility: where the checker cannot prove compatibility", () =>
     assert.match(refused(Schema.String, longer, "ab"), /longer than 2/)
   })
 
+  it("a filter without an expected text reads as 'a filter', in the report and in the snapshot's description", () => {
+    const plain = Schema.String.check(Schema.makeFilter((s: string) => s.length > 2))
+    const detail = issuesFor(Schema.String, plain)[0]!.detail
+    assert.match(detail, /checks a filter, which/)
+    assert.notMatch(detail, /null/)
+    const named = Schema.String.check(Schema.makeFilter((s: string) => s.length > 2, { expected: "longer than 2" }))
+    const described = (schema: Schema.Codec<string, string>) =>
+      RpcCompatibility.snapshot(RpcGateway.make("G", { m: RpcGateway.ask({ payload: schema }) })).methods.m!.payload
+        .description
+    assert.strictEqual(described(plain), "string & a filter")
+    assert.strictEqual(described(named), "string & a filter (longer than 2)")
+  })
+
   it("a transformation the reader adds: the wire forms agree, the decoded meaning may not", () => {
     const v1 = Schema.Struct({ amount: Schema.String })
     const v2 = Schema.Struct({ amount: Schema.NumberFromString })

@@ -227,16 +227,23 @@ export const literalText = (value: SchemaAST.LiteralValue): string =>
 
 type Check = SchemaRepresentation.Check
 
+/** How a filter without a representation of its own reads: by its `expected` (or `description`) text, if any. */
+export const opaqueFilterText = (said: unknown): string =>
+  said === undefined || said === null ? "a filter" : `a filter (${typeof said === "string" ? said : stableText(said)})`
+
 const checkDescriptors = (checks: ReadonlyArray<Check>): Array<string> =>
   checks.flatMap((check): Array<string> => {
     const representation = check.representation
     if (representation !== undefined) {
       if (representation.id === INT_CHECK_ID) return []
-      if (representation.id === OPAQUE_FILTER_ID) return [`a filter (${stableText(representation.payload)})`]
+      if (representation.id === OPAQUE_FILTER_ID) {
+        const payload = representation.payload as { readonly expected?: unknown } | null | undefined
+        return [opaqueFilterText(payload?.expected)]
+      }
       return [`${representation.id.replace(/^effect\/schema\//, "")}${payloadText(representation.payload)}`]
     }
     if (check._tag === "FilterGroup") return checkDescriptors(check.checks)
-    return [`a filter (${stableText(check.annotations?.expected ?? check.annotations?.description ?? null)})`]
+    return [opaqueFilterText(check.annotations?.expected ?? check.annotations?.description)]
   })
 
 const payloadText = (payload: unknown): string =>

@@ -318,8 +318,7 @@ const checkTexts = (checks: ReadonlyArray<SchemaAST.Check<any>>): Array<string> 
       ]
     }
     if (check._tag === "FilterGroup") return checkTexts(check.checks)
-    const annotations = check.annotations
-    return [`a filter (${Layout.stableText(annotations?.expected ?? annotations?.description ?? null)})`]
+    return [Layout.opaqueFilterText(check.annotations?.expected ?? check.annotations?.description)]
   })
 
 // A class only constructs its instance from the decoded fields: nothing a writer sends can be refused by it.
