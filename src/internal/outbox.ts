@@ -1,6 +1,8 @@
 /**
  * What a connection sends, and when. Frames queued during a turn of the event loop go out in one corked write at
  * its end (a microtask), after a `drain` when the socket's buffer is full; runs of small chunks are joined first.
+ * A turn that queues many small frames (a burst of tells) writes each 16 KiB of them at once instead, so that the
+ * peer works on the first while this side is still producing the rest.
  * Requests (Connect, Ask, Tell) go through the peer's receive window (./flow.ts) and wait, in order, for its credit.
  */
 import type { Duplex } from "node:stream"
@@ -8,10 +10,21 @@ import { SendWindow } from "./flow.js"
 import type { Instruments } from "./metrics.js"
 import * as Wire from "./wire.js"
 
+/**
+ * Small frames queued in one turn are written as soon as they reach this many bytes. Measured on tell-32B-remote
+ * (bursts of 1,000 tells, then an ask; client and server on separate cores), alternating settings: without it the
+ * server waits while the client encodes the whole burst, 300–380k tells/s; at 16 KiB the two overlap, 390–480k;
+ * 8 KiB did as well, 32 KiB a little less, 64 KiB not at all. ask-1KiB-256 (256 KiB of replies per turn) stayed
+ * within noise. Large values (a frame's tail) do not count: they are written as they are anyway.
+ */
+export const EARLY_WRITE_BYTES = 16 * 1024
+
 /** The queue of frames to a peer and the socket they go to. */
 export class Outbox {
   private queue: Array<Uint8Array> = []
   private queuedBytes = 0
+  /** Bytes of frames without a tail queued since the last write. */
+  private smallBytes = 0
   private stream: Duplex | undefined = undefined
   private flushScheduled = false
   /** The stream's buffer is full: write again on its `drain`. */
@@ -38,7 +51,7 @@ export class Outbox {
     stream.off("drain", this.drained)
   }
 
-  /** Queues a frame; it goes out at the end of this turn. */
+  /** Queues a frame; it goes out at the end of this turn, or at once if small frames have piled up. */
   push(frame: Wire.OutFrame): void {
     if (this.instruments.enabled) this.instruments.frame("out", frame.size)
     this.queue.push(frame.bytes)
@@ -46,6 +59,10 @@ export class Outbox {
     if (frame.tail !== undefined) {
       this.queue.push(frame.tail)
       this.queuedBytes += frame.tail.length
+    } else if ((this.smallBytes += frame.bytes.length) >= EARLY_WRITE_BYTES) {
+      // The end-of-turn flush, if scheduled, stays scheduled for what this turn queues after this write.
+      this.write()
+      return
     }
     if (!this.flushScheduled) {
       // Writing at once would write each frame on its own; writing once the current turn is over sends everything
@@ -80,16 +97,22 @@ export class Outbox {
   /** Writes everything queued, unless the socket is draining (then its `drain` will). */
   readonly flush = (): void => {
     this.flushScheduled = false
+    this.write()
+  }
+
+  private write(): void {
     const stream = this.stream
     if (stream === undefined || this.draining || this.queue.length === 0) return
     if (!stream.writable) {
       this.queue = []
       this.queuedBytes = 0
+      this.smallBytes = 0
       return
     }
     const batch = coalesce(this.queue)
     this.queue = []
     this.queuedBytes = 0
+    this.smallBytes = 0
     let ok: boolean
     if (batch.length === 1) {
       ok = stream.write(batch[0])
@@ -109,8 +132,9 @@ export class Outbox {
 
   private readonly drained = (): void => {
     this.draining = false
-    this.flush()
-    if (!this.draining) this.onWritable()
+    // A write tells the owner itself when the socket has room left; with nothing to write, tell it here.
+    if (this.queue.length > 0) this.write()
+    else this.onWritable()
   }
 }
 
