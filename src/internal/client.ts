@@ -15,7 +15,7 @@ import type * as RpcGateway from "../RpcGateway.js"
 import { type CallSite, capture as captureCallSite, format as formatCallSite } from "./callSite.js"
 import type { Deadlines, Entry } from "./deadlines.js"
 import type { Pending, Resume } from "./invocation.js"
-import type { Instruments } from "./metrics.js"
+import type { FastHistogram, Instruments } from "./metrics.js"
 
 /**
  * How a client reaches its endpoint: one ask and one tell primitive, without timeouts. `ask` hands the outcome to
@@ -81,6 +81,111 @@ const spanAttributes = (qualified: string, address: string) => ({
 const callerSpan = (fiber: Fiber.Fiber<unknown, unknown>): Tracer.AnySpan | undefined =>
   Context.getOrUndefined(fiber.context, Tracer.ParentSpan)
 
+/** What the asks of one method share. */
+interface AskMethod {
+  readonly gateway: RpcGateway.Any
+  readonly name: string
+  readonly qualified: string
+  readonly port: Port
+  readonly origin: Origin
+  readonly latency: FastHistogram | undefined
+  readonly token: () => unknown
+  readonly stopped: () => Effect.Effect<never, RpcServiceStoppedError>
+}
+
+/**
+ * One ask in flight: its state, its place in the deadline list and its ways to end, in one object rather than a
+ * closure each (memory per ask in flight, docs/PERFORMANCE.md). Whichever comes first settles it: the reply, the
+ * deadline, the service's stop, or the caller's interruption; the rest is ignored.
+ */
+class AskCall implements Entry {
+  deadline = 0
+  list: Entry["list"] = undefined
+  prev: Entry | undefined = undefined
+  next: Entry | undefined = undefined
+  private settled = false
+  private pending: Pending | undefined = undefined
+  private startedAt = 0
+
+  constructor(
+    private readonly method: AskMethod,
+    private readonly timeoutMillis: number,
+    private readonly callSite: CallSite | undefined,
+    private readonly resume: (effect: Effect.Effect<unknown, unknown>) => void
+  ) {}
+
+  /** Sends the ask; returns what interrupting the caller runs, unless the ask has already ended. */
+  start(payload: unknown, span: Tracer.AnySpan | undefined): Effect.Effect<void> | undefined {
+    const { gateway, name, origin, port, latency } = this.method
+    if (origin.isStopped()) {
+      this.resume(this.method.stopped())
+      return undefined
+    }
+    const deadlines = origin.deadlines
+    // One reading of the clock: the deadline's base and, with Node's clock, the start of the latency too.
+    const now = deadlines.now()
+    this.startedAt = latency === undefined ? 0 : deadlines.live ? now : deadlines.metricNow()
+    origin.inFlight++
+    const timeoutMillis = this.timeoutMillis
+    this.pending = port.ask(
+      gateway,
+      name,
+      payload,
+      this.method.token(),
+      timeoutMillis,
+      now,
+      span,
+      (exit, at) => this.replied(exit, at)
+    )
+    if (this.settled) return undefined
+    if (Number.isFinite(timeoutMillis)) deadlines.insert(this, timeoutMillis, now)
+    return Effect.sync(() => this.interrupted())
+  }
+
+  private settle(at?: number): void {
+    this.settled = true
+    const { origin, latency } = this.method
+    origin.inFlight--
+    if (latency !== undefined) latency.update((at ?? origin.deadlines.metricNow()) - this.startedAt)
+  }
+
+  private replied(exit: Exit.Exit<unknown, unknown>, at: number | undefined): void {
+    if (this.settled) return
+    this.settle(at)
+    this.method.origin.deadlines.remove(this)
+    // The endpoint may find the deadline passed before this side's timer fires: the timeout is then this call's
+    // own, and names where it was made.
+    this.resume(Exit.isFailure(exit) && isEndpointTimeout(exit) ? this.timedOut() : exit)
+  }
+
+  /** The deadline passed. */
+  fire(): void {
+    if (this.settled) return
+    this.settle()
+    this.pending?.cancel(false)
+    this.resume(this.timedOut())
+  }
+
+  /** The service stopped before the deadline. */
+  stop(): void {
+    if (this.settled) return
+    this.settle()
+    this.pending?.cancel(true)
+    this.resume(this.method.stopped())
+  }
+
+  private interrupted(): void {
+    if (this.settled) return
+    this.settle()
+    this.method.origin.deadlines.remove(this)
+    this.pending?.cancel(true)
+  }
+
+  private timedOut(): Effect.Effect<never, RpcTimeoutError> {
+    return timedOut(this.method.port.address, this.method.qualified, this.timeoutMillis, this.callSite)
+  }
+}
+
 /**
  * What every client prints as: its gateway and address, not the gateway's Schemas and the service behind it. A
  * gateway method of the same name (say `toString`) is an own property and comes first.
@@ -137,60 +242,20 @@ export const make = <G extends RpcGateway.Any>(
       continue
     }
     const methodTimeout = method.timeout
-    const deadlines = origin.deadlines
-    const latency = instruments.enabled ? instruments.method(gateway.name, name).latency : undefined
+    const askMethod: AskMethod = {
+      gateway,
+      name,
+      qualified,
+      port,
+      origin,
+      latency: instruments.enabled ? instruments.method(gateway.name, name).latency : undefined,
+      token,
+      stopped: () => stopped(name)
+    }
     const ask = (payload: unknown, timeoutMillis: number, callSite: CallSite | undefined, span: Tracer.AnySpan | undefined) =>
-      Effect.callback<unknown, unknown>((resume) => {
-        if (origin.isStopped()) {
-          resume(stopped(name))
-          return
-        }
-        // One reading of the clock: the deadline's base and, with Node's clock, the start of the latency too.
-        const now = deadlines.now()
-        const startedAt = latency === undefined ? 0 : deadlines.live ? now : deadlines.metricNow()
-        // Whichever comes first, the reply, the deadline or an interruption, settles the call; the rest is ignored.
-        let settled = false
-        let entry: Entry | undefined
-        origin.inFlight++
-        const settle = (at?: number) => {
-          settled = true
-          origin.inFlight--
-          if (latency !== undefined) latency.update((at ?? deadlines.metricNow()) - startedAt)
-        }
-        const pending = port.ask(gateway, name, payload, token(), timeoutMillis, now, span, (exit, at) => {
-          if (settled) return
-          settle(at)
-          if (entry !== undefined) deadlines.remove(entry)
-          // The endpoint may find the deadline passed before this side's timer fires: the timeout is then this call's
-          // own, and names where it was made.
-          resume(Exit.isFailure(exit) && isEndpointTimeout(exit) ? timedOut(port.address, qualified, timeoutMillis, callSite) : exit)
-        })
-        if (settled) return
-        if (Number.isFinite(timeoutMillis)) {
-          entry = deadlines.add(
-            timeoutMillis,
-            () => {
-              if (settled) return
-              settle()
-              pending?.cancel(false)
-              resume(timedOut(port.address, qualified, timeoutMillis, callSite))
-            },
-            () => {
-              if (settled) return
-              settle()
-              pending?.cancel(true)
-              resume(stopped(name))
-            },
-            now
-          )
-        }
-        return Effect.sync(() => {
-          if (settled) return
-          settle()
-          if (entry !== undefined) deadlines.remove(entry)
-          pending?.cancel(true)
-        })
-      })
+      Effect.callback<unknown, unknown>((resume) =>
+        new AskCall(askMethod, timeoutMillis, callSite, resume).start(payload, span)
+      )
     const call = (payload: unknown, options?: RpcGateway.CallOptions) => {
       const callSite = config.captureAskCallSite ? captureCallSite(call) : undefined
       const timeout = options?.timeout !== undefined

@@ -20,12 +20,15 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import type * as Scope from "effect/Scope"
 
-/** A pending deadline; `remove` it when the call completes first. */
+/**
+ * A pending deadline; `remove` it when the call completes first. A caller may implement it on an object of its own
+ * (`insert`), so that one object is both the call and its place in the list.
+ */
 export interface Entry {
-  readonly deadline: number
-  readonly fire: () => void
+  deadline: number
+  fire(): void
   /** Called instead of `fire` when the deadlines close first (the service has stopped). */
-  readonly stop: () => void
+  stop(): void
   list: List | undefined
   prev: Entry | undefined
   next: Entry | undefined
@@ -83,20 +86,28 @@ export class Deadlines {
    * removed first; calls `stop` if the deadlines close before that.
    */
   add(millis: number, fire: () => void, stop: () => void, now: number = this.now()): Entry {
-    const deadline = now + millis
+    const entry: Entry = { deadline: 0, fire, stop, list: undefined, prev: undefined, next: undefined }
+    this.insert(entry, millis, now)
+    return entry
+  }
+
+  /** `add` for an entry the caller made (not in any list): its `fire` or `stop` is called as `add`'s would be. */
+  insert(entry: Entry, millis: number, now: number): void {
+    const deadline = entry.deadline = now + millis
     if (this.closed) {
-      stop()
-      return { deadline, fire, stop, list: undefined, prev: undefined, next: undefined }
+      entry.stop()
+      return
     }
     let list = this.lists.get(millis)
     if (list === undefined) this.lists.set(millis, list = { duration: millis, head: undefined, tail: undefined })
-    const entry: Entry = { deadline, fire, stop, list, prev: list.tail, next: undefined }
+    entry.list = list
+    entry.prev = list.tail
+    entry.next = undefined
     if (list.tail === undefined) list.head = entry
     else list.tail.next = entry
     list.tail = entry
     this.size++
     if (deadline < this.armedAt && !this.closed && !this.ticking) this.arm()
-    return entry
   }
 
   /** Forgets an entry; harmless when it has fired or was removed already. */

@@ -42,6 +42,39 @@ describe("deadlines", () => {
       assert.deepStrictEqual(fired, [2, 4])
     }))
 
+  it.effect("an entry the caller made (insert) is fired, removed or stopped like one add made", () =>
+    Effect.gen(function*() {
+      const deadlines = yield* make
+      const events: Array<string> = []
+      // An object that is its own entry, as an ask in flight is: `fire` and `stop` are its methods.
+      class Call {
+        deadline = 0
+        list = undefined
+        prev = undefined
+        next = undefined
+        constructor(readonly name: string) {}
+        fire() {
+          events.push(`${this.name} fired`)
+        }
+        stop() {
+          events.push(`${this.name} stopped`)
+        }
+      }
+      const [a, b, c] = [new Call("a"), new Call("b"), new Call("c")]
+      const now = deadlines.now()
+      deadlines.insert(a, 50, now)
+      deadlines.insert(b, 50, now)
+      deadlines.insert(c, 80, now)
+      assert.strictEqual(a.deadline, now + 50)
+      deadlines.remove(b)
+      yield* TestClock.adjust("50 millis")
+      assert.deepStrictEqual(events, ["a fired"])
+      deadlines.close()
+      assert.deepStrictEqual(events, ["a fired", "c stopped"])
+      deadlines.insert(new Call("late"), 10, deadlines.now())
+      assert.deepStrictEqual(events, ["a fired", "c stopped", "late stopped"], "closed: stopped at once")
+    }))
+
   it.effect("a deadline earlier than the one the timer sleeps until wakes it early", () =>
     Effect.gen(function*() {
       const deadlines = yield* make
