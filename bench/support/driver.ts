@@ -130,6 +130,19 @@ export const payload = (bytes: number): Uint8Array<ArrayBuffer> => {
   return out
 }
 
+/**
+ * Each call of the result returns the next of `items`, cycling: how every fan-out client spreads its calls over
+ * the targets, each call built once, so that the pick is the only extra work per call.
+ */
+export const roundRobin = <A>(items: ReadonlyArray<A>): () => A => {
+  let next = 0
+  return () => {
+    const picked = items[next]!
+    next = next + 1 === items.length ? 0 : next + 1
+    return picked
+  }
+}
+
 /** Wall-clock start and end (ms since the epoch) of each measured run, for aligning the runs of several clients. */
 const spans: Array<readonly [number, number]> = []
 

@@ -36,6 +36,7 @@ import {
   ready,
   remoteWorkload,
   report,
+  roundRobin,
   type RemoteWorkload,
   serverWorkload
 } from "../support/driver.js"
@@ -111,14 +112,9 @@ const client = (args: ClientArgs) =>
     } else if (workload.targets > 1) {
       const rpc = yield* RpcClient.make(fanout(workload.targets))
       const methods = rpc as unknown as Record<string, (data: Uint8Array) => Effect.Effect<Uint8Array, unknown>>
-      // Each call built once, as for one target; the round-robin pick is the only extra work per call.
-      const calls = Array.from({ length: workload.targets }, (_, index) => methods[`echo${index}`]!(body))
-      let next = 0
-      const call = Effect.suspend(() => {
-        const picked = calls[next]!
-        next = next + 1 === calls.length ? 0 : next + 1
-        return picked
-      })
+      const call = Effect.suspend(
+        roundRobin(Array.from({ length: workload.targets }, (_, index) => methods[`echo${index}`]!(body)))
+      )
       report(yield* measureEffect(call, workload.inFlight, args))
     } else {
       const rpc = yield* RpcClient.make(Bench)

@@ -26,6 +26,7 @@ import {
   ready,
   remoteWorkload,
   report,
+  roundRobin,
   serverWorkload
 } from "../support/driver.js"
 
@@ -138,12 +139,8 @@ const client = async () => {
     report(await measureTellsPromise(burst, args))
   } else {
     const calls = serviceNames(workload.targets).map((name) => unary(`/${name}/Echo`))
-    let next = 0
-    const call = calls.length === 1 ? calls[0]! : () => {
-      const picked = calls[next]!
-      next = next + 1 === calls.length ? 0 : next + 1
-      return picked()
-    }
+    const pick = roundRobin(calls)
+    const call = calls.length === 1 ? calls[0]! : () => pick()()
     // Checks once that the bytes come back unchanged.
     const echoed = await call()
     if (!echoed.equals(body)) throw new Error("grpc-js client: the echo returned other bytes")

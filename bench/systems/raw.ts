@@ -21,6 +21,7 @@ import {
   ready,
   remoteWorkload,
   report,
+  roundRobin,
   serverWorkload
 } from "../support/driver.js"
 
@@ -148,10 +149,9 @@ const client = async () => {
       frame.writeUInt16BE(index, 4)
       return frame
     })
-    let next = 0
+    const pick = roundRobin(frames)
     const call = () => {
-      const frame = frames[next]!
-      next = next + 1 === frames.length ? 0 : next + 1
+      const frame = pick()
       return reply(() => socket.write(frame))
     }
     report(await measurePromise(call, workload.inFlight, args))

@@ -20,6 +20,7 @@ import {
   ready,
   remoteWorkload,
   report,
+  roundRobin,
   serverWorkload
 } from "../support/driver.js"
 
@@ -95,14 +96,7 @@ const client = Effect.gen(function*() {
     report(yield* measureTellsEffect(burst, args))
   } else if (workload.targets > 1) {
     const targets = yield* Effect.forEach(targetIds(workload.targets), (id) => service.connect(at(id), Echo))
-    // Each call built once, as for one target; the round-robin pick is the only extra work per call.
-    const calls = targets.map((target) => target.echo(bytes))
-    let next = 0
-    const call = Effect.suspend(() => {
-      const picked = calls[next]!
-      next = next + 1 === calls.length ? 0 : next + 1
-      return picked
-    })
+    const call = Effect.suspend(roundRobin(targets.map((target) => target.echo(bytes))))
     report(yield* measureEffect(call, workload.inFlight, args))
   } else {
     const target = yield* service.connect(at("echo"), Echo)
