@@ -5,18 +5,17 @@
  * path, the Compare, the cache, a snapshot that does not read); and a peer that asks for the snapshot twice.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { ConfigProvider, Context, Effect, Fiber, Result, Schema, type Scope } from "effect"
+import { ConfigProvider, Effect, Fiber, Result, Schema, type Scope } from "effect"
 import * as SchemaBinary from "effect/encoding/SchemaBinary"
 import { RpcConfig, RpcEndpoint, RpcError, RpcGateway, RpcMetrics, RpcService } from "effect-actor-rpc"
 import { Duplex } from "node:stream"
-import { Connection, type ConnectionOwner } from "../src/internal/connection.js"
-import { Verdicts } from "../src/internal/exchange.js"
+import { Connection } from "../src/internal/connection.js"
 import { NoToken } from "../src/internal/invocation.js"
 import * as Frame from "../src/internal/frame.js"
-import { Instruments } from "../src/internal/metrics.js"
 import * as Snapshot from "../src/internal/snapshot.js"
 import * as Wire from "../src/internal/wire.js"
 import { startOn } from "./behaviour.js"
+import { connectionOwner } from "./fixtures/connectionOwner.js"
 import { settle } from "./fixtures/common.js"
 import {
   counter,
@@ -312,20 +311,7 @@ describe("the exchange on the wire", () => {
 // The caller's side, against a peer that misbehaves
 // ---------------------------------------------------------------------------------------------------------------
 
-const owner: ConnectionOwner = {
-  serviceName: "caller",
-  config: RpcConfig.defaults,
-  incarnation: "caller-incarnation",
-  authority: "127.0.0.1:1",
-  protocol: "rpc",
-  lookup: () => undefined,
-  register: () => {},
-  unregister: () => {},
-  instruments: new Instruments(Context.empty(), false),
-  tracing: false,
-  now: () => Date.now(),
-  verdicts: new Verdicts("backward")
-}
+const owner = connectionOwner("caller", "caller-incarnation")
 
 describe("the caller's side of the exchange", () => {
   it.effect("an endpoint that asks for the snapshot a second time breaks the protocol: the connect fails, the connection closes", () =>

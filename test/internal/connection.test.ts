@@ -3,33 +3,19 @@
  * closing connection fails every call in flight at once.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Exit, Fiber, Schema } from "effect"
+import { Effect, Exit, Fiber, Schema } from "effect"
 import { Duplex } from "node:stream"
 import { RpcConfig, RpcError, RpcGateway } from "effect-actor-rpc"
 import { Connection, type ConnectionOwner, type OutboundCall } from "../../src/internal/connection.js"
-import { Verdicts } from "../../src/internal/exchange.js"
 import { NoToken } from "../../src/internal/invocation.js"
 import * as Frame from "../../src/internal/frame.js"
-import { Instruments } from "../../src/internal/metrics.js"
 import * as Wire from "../../src/internal/wire.js"
+import { connectionOwner } from "../fixtures/connectionOwner.js"
 import { settle } from "../fixtures/common.js"
 
 const Gateway = RpcGateway.make("Batch", { get: RpcGateway.ask({ payload: Schema.Number, success: Schema.Number }) })
 
-const owner: ConnectionOwner = {
-  serviceName: "test",
-  config: RpcConfig.defaults,
-  incarnation: "i",
-  authority: "127.0.0.1:1",
-  protocol: "rpc",
-  lookup: () => undefined,
-  register: () => {},
-  unregister: () => {},
-  instruments: new Instruments(Context.empty(), false),
-  tracing: false,
-  now: () => Date.now(),
-  verdicts: new Verdicts("backward")
-}
+const owner = connectionOwner("test", "i")
 
 /**
  * A socket that receives only what the test pushes and records, for each write, how many frames it carried. With
