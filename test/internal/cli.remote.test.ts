@@ -5,16 +5,15 @@
  * process of its own, for what stdout and the exit code really are.
  */
 import { assert, describe, it, layer } from "@effect/vitest"
-import { NodeServices } from "@effect/platform-node"
-import { Context, Effect, Exit, Layer, Schema } from "effect"
-import { TestConsole } from "effect/testing"
+import { Context, Effect, Layer, Schema } from "effect"
 import { RpcCompatibility, RpcGateway, RpcService } from "effect-actor-rpc"
 import { execFile } from "node:child_process"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
-import { CliFailure, ExitCode, run } from "../../src/internal/cli.js"
+import { ExitCode } from "../../src/internal/cli.js"
+import { cliMainPath, cliServices, runCli } from "../fixtures/cli.js"
 import { startOn } from "../behaviour.js"
 import { Missing, Store } from "../fixtures/cliServer.js"
 import { testEndpoint } from "../fixtures/common.js"
@@ -22,26 +21,9 @@ import { spawnScript } from "../fixtures/peerProcess.js"
 import { tlsMaterial } from "../fixtures/tls.js"
 
 const serverScript = fileURLToPath(new URL("../fixtures/cliServer.ts", import.meta.url))
-const mainPath = fileURLToPath(new URL("../../src/internal/cliMain.ts", import.meta.url))
 
-/** Runs the client in process: its exit code, and what it wrote to stdout and stderr. */
-const cli = (...args: Array<string>) =>
-  Effect.gen(function*() {
-    const outBefore = (yield* TestConsole.logLines).length
-    const errBefore = (yield* TestConsole.errorLines).length
-    const exit = yield* Effect.exit(run(args))
-    const out = (yield* TestConsole.logLines).slice(outBefore).join("\n")
-    const err = (yield* TestConsole.errorLines).slice(errBefore).join("\n")
-    let code = 0
-    if (Exit.isFailure(exit)) {
-      const failure = exit.cause.reasons.find((r) => r._tag === "Fail")
-      assert.isTrue(failure !== undefined && failure.error instanceof CliFailure, `unexpected end: ${exit.cause}`)
-      code = (failure!.error as CliFailure).exitCode
-    }
-    return { code, out, err }
-  })
-
-const withConsole = Effect.provide(Layer.merge(NodeServices.layer, TestConsole.layer))
+const cli = runCli
+const withConsole = Effect.provide(cliServices)
 
 /** The child's two services (addresses without an endpoint id), and the client's TLS flags. */
 class CliServer extends Context.Service<CliServer, {
@@ -186,7 +168,7 @@ shared("effect-actor-rpc against a running service", (it) => {
       const result = yield* Effect.callback<{ readonly code: number | null; readonly stdout: string }>((resume) => {
         const child = execFile(
           process.execPath,
-          ["--import", "tsx", mainPath, "call", `${tcp}/store`, "Store.get", `"absent"`, "--json"],
+          ["--import", "tsx", cliMainPath, "call", `${tcp}/store`, "Store.get", `"absent"`, "--json"],
           { timeout: 90_000, killSignal: "SIGKILL" },
           (error, stdout) => {
             const code = error === null ? 0 : typeof error.code === "number" ? error.code : null

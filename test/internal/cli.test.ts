@@ -3,16 +3,14 @@
  * code), and once end to end as a child process, for the exit codes the process really ends with.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { NodeServices } from "@effect/platform-node"
-import { Effect, Exit, Layer, Schema } from "effect"
-import { TestConsole } from "effect/testing"
+import { Effect, Schema } from "effect"
 import { RpcCompatibility, RpcGateway } from "effect-actor-rpc"
 import { execFile } from "node:child_process"
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
-import { CliFailure, ExitCode, run, VERSION } from "../../src/internal/cli.js"
+import { ExitCode, VERSION } from "../../src/internal/cli.js"
+import { cliMainPath, cliServices, runCli } from "../fixtures/cli.js"
 
 const V1 = RpcGateway.make("G", { m: RpcGateway.ask({ payload: Schema.Struct({ a: Schema.String }) }) })
 const required = RpcGateway.make("G", {
@@ -45,24 +43,7 @@ const files = Effect.gen(function*() {
   }
 })
 
-/** Runs the client in process: its exit code, and what it wrote to stdout and stderr. */
-const cli = (...args: Array<string>) =>
-  Effect.gen(function*() {
-    // Only this run's lines: the test console may outlive one run.
-    const outBefore = (yield* TestConsole.logLines).length
-    const errBefore = (yield* TestConsole.errorLines).length
-    const exit = yield* Effect.exit(run(args))
-    const out = (yield* TestConsole.logLines).slice(outBefore).join("\n")
-    const err = (yield* TestConsole.errorLines).slice(errBefore).join("\n")
-    const code = Exit.isSuccess(exit)
-      ? 0
-      : (() => {
-        const failure = exit.cause.reasons.find((r) => r._tag === "Fail")
-        assert.isTrue(failure !== undefined && failure.error instanceof CliFailure, `unexpected end: ${exit.cause}`)
-        return (failure!.error as CliFailure).exitCode
-      })()
-    return { code, out, err }
-  }).pipe(Effect.provide(Layer.merge(NodeServices.layer, TestConsole.layer)))
+const cli = (...args: Array<string>) => runCli(...args).pipe(Effect.provide(cliServices))
 
 describe("effect-actor-rpc check", () => {
   it.effect("exit 0 and the report for a compatible change", () =>
@@ -144,14 +125,13 @@ describe("effect-actor-rpc check", () => {
     }), { timeout: 120_000 })
 })
 
-const mainPath = fileURLToPath(new URL("../../src/internal/cliMain.ts", import.meta.url))
 
 /** Runs the client under `process.execPath --import tsx`; killed by its pid if the test ends first. */
 const spawnCli = (args: ReadonlyArray<string>) =>
   Effect.callback<{ readonly code: number | null; readonly output: string }>((resume) => {
     const child = execFile(
       process.execPath,
-      ["--import", "tsx", mainPath, ...args],
+      ["--import", "tsx", cliMainPath, ...args],
       { timeout: 90_000, killSignal: "SIGKILL" },
       (error, stdout, stderr) => {
         const code = error === null ? 0 : typeof error.code === "number" ? error.code : null
