@@ -45,7 +45,8 @@ import {
   TaskExecutorGateway,
   TaskExecutorJobsGateway
 } from "./demo/protocol.js"
-import * as EtcdSupport from "./support/etcd.js"
+// The private etcd the tests and the failover bench start too (not part of the example).
+import * as Etcd from "../test/fixtures/etcd.js"
 import { LaunchError, logger, runLauncher, spawnRole, withWatchdog } from "./support/processes.js"
 
 const launcher = logger("launcher")
@@ -54,14 +55,14 @@ const log = logger("dispatcher")
 /** The HA engine: a private etcd when there is one, else this process's embedded election served over RPC. */
 const startHa = Effect.gen(function*() {
   const choice = process.env.DEMO_HA ?? "auto"
-  const binary = choice === "embedded" ? undefined : EtcdSupport.etcdOnPath()
+  const binary = choice === "embedded" ? undefined : Etcd.etcdBinary()
   if (choice === "etcd" && binary === undefined) {
     return yield* Effect.fail(
       new LaunchError({ detail: "DEMO_HA=etcd, but etcd is not on PATH (apt-get install -y etcd-server)" })
     )
   }
   if (binary !== undefined) {
-    const endpoint = yield* EtcdSupport.start(binary).pipe(
+    const { endpoint } = yield* Etcd.start.pipe(
       Effect.mapError((error) => new LaunchError({ detail: error.message }))
     )
     yield* launcher(

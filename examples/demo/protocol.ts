@@ -42,7 +42,8 @@ export const ClusterService = RpcService.layerTcp({ host: "127.0.0.1", port: "0"
 
 /**
  * The lease of a JobMaster's leadership: a killed leader is replaced about this long after its last renewal. 2 s is
- * etcd's smallest TTL at its default election timeout; the demo's etcd and the served election use the same.
+ * etcd's smallest TTL at its default election timeout, so the demo runs the same on any etcd; its private etcd and
+ * the served election use it.
  */
 export const LEASE_SECONDS = 2
 
