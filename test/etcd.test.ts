@@ -17,6 +17,7 @@ import { Etcd3 } from "etcd3"
 import { randomUUID } from "node:crypto"
 import { awaitRetrieved, record, type RecordingContender } from "./fixtures/contender.js"
 import * as Etcd from "./fixtures/etcd.js"
+import { describeEtcd } from "./fixtures/etcdSuite.js"
 import { leaderElectionSuite } from "./fixtures/leaderElectionSuite.js"
 
 class EtcdServer extends Context.Service<EtcdServer, Etcd.Etcd>()("test/EtcdServer") {}
@@ -83,17 +84,7 @@ const rawClient = (endpoint: string) =>
 
 const quiet = Effect.provideService(References.MinimumLogLevel, "Error")
 
-const mode = Etcd.etcdMode()
-
-if (mode === "missing") {
-  describe("HA on etcd", () => {
-    it("needs etcd on PATH", () => {
-      throw new Error(Etcd.missingMessage())
-    })
-  })
-}
-
-describe.skipIf(mode !== "run")("HA on etcd", () => {
+describeEtcd("HA on etcd", () => {
   layer(Layer.effect(EtcdServer)(Etcd.start), { excludeTestServices: true, timeout: "60 seconds" })((it) => {
     leaderElectionSuite("etcd", {
       test: (name, self) => it.effect(name, () => quiet(self())),

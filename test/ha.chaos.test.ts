@@ -9,12 +9,13 @@
  *
  * Leases of 1 s. Without `etcd` on PATH the suite fails with the install command; `RPC_TEST_ETCD=skip` skips it.
  */
-import { assert, describe, it, layer } from "@effect/vitest"
+import { assert, layer } from "@effect/vitest"
 import { Context, Effect, Layer, Option, References, Stream } from "effect"
 import { HaServices, LeaderToken, RpcEndpoint, RpcError, RpcService } from "effect-actor-rpc"
 import * as EtcdHa from "effect-actor-rpc/etcd"
 import { randomUUID } from "node:crypto"
 import * as Etcd from "./fixtures/etcd.js"
+import { describeEtcd } from "./fixtures/etcdSuite.js"
 import { awaitRetrieved } from "./fixtures/contender.js"
 import { COMPONENT, FollowerGateway, HaControl, HaWork, type PeerEvent } from "./fixtures/haGateway.js"
 import { type HaPeer, overlaps, spawnHaPeer, tenures } from "./fixtures/haPeerProcess.js"
@@ -136,17 +137,7 @@ const assertStaleClientRejected = (
     assert.include(["Expired", "NotSet", "Mismatch"], (rejected as RpcError.FencingTokenError).reason)
   })
 
-const mode = Etcd.etcdMode()
-
-if (mode === "missing") {
-  describe("HA chaos with real processes and etcd", () => {
-    it("needs etcd on PATH", () => {
-      throw new Error(Etcd.missingMessage())
-    })
-  })
-}
-
-describe.skipIf(mode !== "run")("HA chaos with real processes and etcd", () => {
+describeEtcd("HA chaos with real processes and etcd", () => {
   layer(Layer.effect(EtcdServer)(Etcd.start), { excludeTestServices: true, timeout: "60 seconds" })((it) => {
     it.effect("SIGKILL of the leader: the standby is granted within TTL + 1 s and the follower reaches it", () =>
       quiet(Effect.gen(function*() {
